@@ -1,0 +1,5 @@
+//go:build !race
+
+package alignbuf
+
+const raceEnabled = false
