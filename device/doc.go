@@ -1,0 +1,25 @@
+// Package device is aiodio's lowest layer: an asynchronous block device.
+//
+// It owns the Device/Request contract (device.go), request validation
+// (Check), and the backends: NewMemory (a RAM device), and Open, which opens an
+// image file or a block device served by the io_uring engine (internal/uring)
+// or by a bounded pool of goroutines doing preadv/pwritev/fdatasync. The
+// simulated device for tests lives in device/sim; the conformance suite every
+// backend passes in device/devicetest; the benchmark driver in device/devbench.
+//
+// Invariants enforced here (DESIGN I2, I3, I12):
+//   - a request rejected by Submit (EINVAL with the violated alignment or
+//     bound in the message, EBADF after Close) is never completed;
+//   - an accepted request completes exactly once, after the last byte moved;
+//     short transfers are resubmitted for the remainder, so N is the full
+//     length on success;
+//   - Close waits for every accepted request, then stops the engine's
+//     goroutines and releases the file descriptor;
+//   - the steady-state submit/complete path allocates nothing.
+//
+// Decisions: requests larger than Info.MaxIO are rejected, not split (the
+// caller splits); every buffer of a vectored request must have a length that
+// is a multiple of the logical block size and an address aligned to MemAlign,
+// as the kernel's direct-I/O path demands; Open falls back to a cached open
+// (Info.Cached) when the filesystem refuses O_DIRECT, and logs it.
+package device
