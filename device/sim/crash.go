@@ -1,0 +1,143 @@
+package sim
+
+import (
+	"math/rand/v2"
+	"slices"
+
+	"github.com/aiodio/aiodio/device"
+)
+
+// CrashOptions choose what a power loss keeps of the volatile state. The zero
+// value keeps exactly the durable image: every write not yet made durable
+// by a flush is lost.
+type CrashOptions struct {
+	// Seed seeds the choice of what survives.
+	Seed int64
+	// KeepUnflushed is the probability, in [0, 1], that a write that
+	// completed but was not flushed, or one still in flight, reaches the
+	// image whole.
+	KeepUnflushed float64
+	// TearUnflushed is the probability that such a write is torn instead:
+	// each physical block it covers independently gets the new or the old
+	// data. KeepUnflushed + TearUnflushed <= 1; the rest of the writes are
+	// lost.
+	TearUnflushed float64
+	// SkipInFlight leaves writes still in flight (held, waiting, ready)
+	// out: only completed unflushed writes may survive.
+	SkipInFlight bool
+}
+
+// CrashImage returns the image a power loss at this instant could leave on
+// the medium: the durable image, plus, in completion order and then in
+// submission order for writes still in flight, each volatile write lost,
+// kept or torn as o says. The device itself is not affected (a crash
+// clone, like Pebble's MemFS.CrashClone).
+func (d *Device) CrashImage(o CrashOptions) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.crashImageLocked(o)
+}
+
+// Crash emulates a power loss. It computes the surviving image as
+// CrashImage does, then kills d: every request pending on it, held or not,
+// completes with an error matching EIO and ErrCrashed, and so does every
+// request submitted later (Close still works and must still be called). It
+// returns a fresh open Device over the surviving image with d's options,
+// except that Hold and HoldIf are cleared, for remount tests; the caller
+// closes it.
+func (d *Device) Crash(o CrashOptions) *Device {
+	d.mu.Lock()
+	img := d.crashImageLocked(o)
+	if !d.mu.crashed {
+		d.mu.crashed = true
+		m := &d.mu
+		for _, p := range m.held {
+			p.err = crashError(p)
+			p.state = stateReady
+			m.ready = append(m.ready, p)
+		}
+		clear(m.held)
+		m.held = m.held[:0]
+		for _, p := range m.waiting {
+			p.err = crashError(p)
+			p.state = stateReady
+			m.ready = append(m.ready, p)
+		}
+		clear(m.waiting)
+		m.waiting = m.waiting[:0]
+		for _, p := range m.ready {
+			p.err = crashError(p)
+		}
+		m.cache = nil
+		d.changedLocked()
+	}
+	o2 := d.opts
+	d.mu.Unlock()
+	d.kickCompleter()
+
+	o2.Image = img
+	o2.Hold = false
+	o2.HoldIf = nil
+	nd, err := Open(o2)
+	if err != nil {
+		panic("sim: reopening a crashed device with its own options failed: " + err.Error())
+	}
+	return nd
+}
+
+// REQUIRES: d.mu held.
+func (d *Device) crashImageLocked(o CrashOptions) []byte {
+	m := &d.mu
+	img := slices.Clone(m.durable)
+	if m.crashed {
+		return img
+	}
+	rng := rand.New(rand.NewPCG(uint64(o.Seed), 0xc4a5_11))
+	pbs := int64(d.info.PhysicalBlockSize)
+	apply := func(off int64, data []byte) {
+		x := rng.Float64()
+		switch {
+		case x < o.KeepUnflushed:
+			copy(img[off:], data)
+		case x < o.KeepUnflushed+o.TearUnflushed:
+			end := off + int64(len(data))
+			for s := off; s < end; {
+				e := min((s/pbs+1)*pbs, end)
+				if rng.IntN(2) == 1 {
+					copy(img[s:e], data[s-off:e-off])
+				}
+				s = e
+			}
+		}
+	}
+	for _, e := range m.cache {
+		apply(e.off, e.data)
+	}
+	if !o.SkipInFlight {
+		var fl []*Pending
+		for _, list := range [][]*Pending{m.held, m.waiting, m.ready} {
+			for _, p := range list {
+				if p.Kind == device.Write && p.err == nil && p.Len > 0 {
+					fl = append(fl, p)
+				}
+			}
+		}
+		slices.SortFunc(fl, func(a, b *Pending) int { return cmpU64(a.Seq, b.Seq) })
+		for _, p := range fl {
+			data := make([]byte, 0, p.Len)
+			forEachBuf(p.Req, func(b []byte) { data = append(data, b...) })
+			apply(p.Off, data)
+		}
+	}
+	return img
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
