@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/aiodio/aiodio/device"
 )
@@ -20,7 +19,6 @@ const (
 	DefaultSectorSize = 512
 	DefaultMaxIO      = 1 << 20
 	DefaultLogLimit   = 1 << 16
-	maxVecs           = 1024 // Linux IOV_MAX
 )
 
 // Options configure a simulated device. The zero value is a valid 8 MiB
@@ -230,8 +228,8 @@ func (d *Device) Options() Options { return d.opts }
 // bound) a request whose offset or any buffer's length is not a multiple of
 // the sector size, whose buffer address is not MemAlign-aligned, that is
 // longer than MaxIO or reaches past the end of the device, that names more
-// than 1024 buffers, has no Done or an unknown Kind, or that is already in
-// flight. After Close it fails with an error matching EBADF. Requests before
+// than device.MaxVecs buffers, has no Done or an unknown Kind (the rules of
+// device.Check), or that is already in flight. After Close it fails with an error matching EBADF. Requests before
 // the rejected one stay accepted. After Crash, requests are accepted and
 // fail with EIO.
 func (d *Device) Submit(reqs ...*device.Request) (int, error) {
@@ -274,73 +272,11 @@ func (d *Device) Submit(reqs ...*device.Request) (int, error) {
 	return len(reqs), nil
 }
 
-// check validates r against the device geometry.
+// check validates r with the rules every engine shares (device.Check):
+// Linux O_DIRECT alignment and range rules.
 func (d *Device) check(r *device.Request) error {
-	if r == nil {
-		return fmt.Errorf("sim: nil request: %w", syscall.EINVAL)
-	}
-	if r.Done == nil {
-		return fmt.Errorf("sim: %v request has no Done callback: %w", r.Kind, syscall.EINVAL)
-	}
-	switch r.Kind {
-	case device.Flush:
-		return nil
-	case device.Read, device.Write:
-	default:
-		return fmt.Errorf("sim: unknown request kind %d: %w", r.Kind, syscall.EINVAL)
-	}
-	ss := int64(d.info.LogicalBlockSize)
-	if r.Off < 0 {
-		return fmt.Errorf("sim: %v at offset %d: negative offset: %w", r.Kind, r.Off, syscall.EINVAL)
-	}
-	if r.Off%ss != 0 {
-		return fmt.Errorf("sim: %v at offset %d: offset must be a multiple of the logical block size %d: %w",
-			r.Kind, r.Off, ss, syscall.EINVAL)
-	}
-	var n int64
-	if r.Bufs == nil {
-		if err := d.checkBuf(r, -1, r.Buf); err != nil {
-			return err
-		}
-		n = int64(len(r.Buf))
-	} else {
-		if len(r.Bufs) > maxVecs {
-			return fmt.Errorf("sim: %v at offset %d: %d buffers, at most %d allowed: %w",
-				r.Kind, r.Off, len(r.Bufs), maxVecs, syscall.EINVAL)
-		}
-		for i, b := range r.Bufs {
-			if err := d.checkBuf(r, i, b); err != nil {
-				return err
-			}
-			n += int64(len(b))
-		}
-	}
-	if n > int64(d.info.MaxIO) {
-		return fmt.Errorf("sim: %v at offset %d: length %d exceeds the max I/O size %d: %w",
-			r.Kind, r.Off, n, d.info.MaxIO, syscall.EINVAL)
-	}
-	if r.Off > d.info.Size || n > d.info.Size-r.Off {
-		return fmt.Errorf("sim: %v at offset %d length %d: past the end of the device (size %d): %w",
-			r.Kind, r.Off, n, d.info.Size, syscall.EINVAL)
-	}
-	return nil
-}
-
-func (d *Device) checkBuf(r *device.Request, i int, b []byte) error {
-	name := "buffer"
-	if i >= 0 {
-		name = fmt.Sprintf("buffer %d", i)
-	}
-	if len(b)%d.info.LogicalBlockSize != 0 {
-		return fmt.Errorf("sim: %v at offset %d: %s length %d must be a multiple of the logical block size %d: %w",
-			r.Kind, r.Off, name, len(b), d.info.LogicalBlockSize, syscall.EINVAL)
-	}
-	if len(b) > 0 {
-		addr := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-		if addr%uintptr(d.info.MemAlign) != 0 {
-			return fmt.Errorf("sim: %v at offset %d: %s address %#x must be aligned to %d bytes (memory alignment): %w",
-				r.Kind, r.Off, name, addr, d.info.MemAlign, syscall.EINVAL)
-		}
+	if err := device.Check(d.info, r); err != nil {
+		return fmt.Errorf("sim: %w", err)
 	}
 	return nil
 }

@@ -230,14 +230,14 @@ func completionOrder(t *testing.T, o sim.Options, n int) []uint64 {
 
 func TestDeterministicOrder(t *testing.T) {
 	const n = 32
-	a := completionOrder(t, sim.Options{Seed: 7}, n)
-	b := completionOrder(t, sim.Options{Seed: 7}, n)
+	a := completionOrder(t, sim.Options{Size: 64 << 10, Seed: 7}, n)
+	b := completionOrder(t, sim.Options{Size: 64 << 10, Seed: 7}, n)
 	if fmt.Sprint(a) != fmt.Sprint(b) {
 		t.Fatalf("same seed, different orders:\n%v\n%v", a, b)
 	}
 	reordered := false
 	for seed := int64(0); seed < 5; seed++ {
-		c := completionOrder(t, sim.Options{Seed: seed}, n)
+		c := completionOrder(t, sim.Options{Size: 64 << 10, Seed: seed}, n)
 		for i, s := range c {
 			if s != uint64(i+1) {
 				reordered = true
@@ -249,12 +249,12 @@ func TestDeterministicOrder(t *testing.T) {
 	}
 	differ := false
 	for seed := int64(8); seed < 12 && !differ; seed++ {
-		differ = fmt.Sprint(completionOrder(t, sim.Options{Seed: seed}, n)) != fmt.Sprint(a)
+		differ = fmt.Sprint(completionOrder(t, sim.Options{Size: 64 << 10, Seed: seed}, n)) != fmt.Sprint(a)
 	}
 	if !differ {
 		t.Fatal("different seeds always give the same order")
 	}
-	o := completionOrder(t, sim.Options{Seed: 7, Ordered: true}, n)
+	o := completionOrder(t, sim.Options{Size: 64 << 10, Seed: 7, Ordered: true}, n)
 	for i, s := range o {
 		if s != uint64(i+1) {
 			t.Fatalf("Ordered: completion order %v", o)
@@ -438,7 +438,7 @@ func TestCopyAtCompletion(t *testing.T) {
 }
 
 func TestFlushMakesEarlierWritesDurable(t *testing.T) {
-	d := newDev(t, sim.Options{Seed: 5})
+	d := newDev(t, sim.Options{Size: 64 << 10, Seed: 5})
 	mustDo(t, d, device.Write, 0, filled(512, 'a'))
 	if d.Unflushed() != 1 || d.DurableImage()[0] != 0 || d.ReadRaw(0, 1)[0] != 'a' {
 		t.Fatal("completed write must be visible but not durable")
@@ -469,7 +469,7 @@ func TestFlushMakesEarlierWritesDurable(t *testing.T) {
 	if d.DurableImage()[512] != 'b' || d.Unflushed() != 0 {
 		t.Fatal("second flush did not make the later write durable")
 	}
-	wt := newDev(t, sim.Options{WriteThrough: true})
+	wt := newDev(t, sim.Options{Size: 64 << 10, WriteThrough: true})
 	mustDo(t, wt, device.Write, 0, filled(512, 'w'))
 	if wt.DurableImage()[0] != 'w' {
 		t.Fatal("WriteThrough write not durable")
