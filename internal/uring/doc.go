@@ -1,0 +1,35 @@
+// Package uring is aiodio's io_uring binding, written directly on
+// golang.org/x/sys/unix (no io_uring module is available).
+//
+// It owns the kernel ABI (Params 120 B, SQE 64 B, CQE 16 B, opcodes, mmap
+// offsets; see sys.go), the Ring (setup, single or double mmap of the SQ/CQ
+// rings and the SQE array, munmap) and Queue: a Ring made safe for many
+// submitting goroutines with one reaper goroutine.
+//
+// Queue design (the hot path allocates nothing):
+//   - Submission: a submitter takes the SQ mutex, fills SQEs, publishes the
+//     tail and then becomes the "enterer" unless another goroutine already is;
+//     the enterer calls io_uring_enter for everything published so far and
+//     loops until nothing is left (flat combining), so concurrent submitters
+//     share one io_uring_enter.
+//   - Completion: one reaper goroutine reaps CQEs and calls the completion
+//     function for each, directly (no channel hop). While it does, it holds
+//     the enterer role, so submissions made from completion callbacks (the
+//     common "keep N in flight" pattern) are only published; the reaper then
+//     submits them and waits for the next completion in one
+//     io_uring_enter(to_submit, 1, GETEVENTS), called through unix.Syscall6
+//     because it blocks.
+//   - EINTR is retried; EAGAIN/EBUSY from io_uring_enter (kernel short of
+//     memory, or a CQ overflow backlog) make the reaper flush completions and
+//     the submission is retried. A CQ overflow flag makes the reaper enter
+//     with GETEVENTS to flush the kernel's overflow list (FEAT_NODROP).
+//   - Close submits a NOP carrying a stop mark: the reaper exits after
+//     reaping it; the rings are unmapped and the fd closed. The caller must
+//     have drained its own operations first.
+//
+// Invariants: the SQ is never overrun (SQE returns nil when full, the caller
+// bounds its in-flight count by the ring size, so the CQ cannot overflow
+// either); the completion function is called exactly once per CQE, from the
+// reaper goroutine only. Buffers named by SQEs are the caller's to keep
+// referenced until their completion.
+package uring

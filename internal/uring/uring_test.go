@@ -1,0 +1,170 @@
+package uring
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"unsafe"
+
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
+
+	"github.com/aiodio/aiodio/internal/testenv"
+)
+
+func needUring(t testing.TB) {
+	t.Helper()
+	err := Probe()
+	testenv.Need(t, "io_uring", err == nil, "io_uring_setup: "+errString(err))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func TestSizes(t *testing.T) {
+	if unsafe.Sizeof(Params{}) != 120 || unsafe.Sizeof(SQE{}) != 64 || unsafe.Sizeof(CQE{}) != 16 {
+		t.Fatal("ABI struct sizes wrong")
+	}
+}
+
+func TestNopManyGoroutines(t *testing.T) {
+	needUring(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var mu sync.Mutex
+	seen := map[uint64]int{}
+	var wg sync.WaitGroup
+	var sem = make(chan struct{}, 64) // bound in-flight to the ring size
+	q, err := NewQueue(64, func(ud uint64, res int32) {
+		<-sem
+		mu.Lock()
+		seen[ud]++
+		mu.Unlock()
+		if res != 0 {
+			t.Errorf("nop res %d", res)
+		}
+		wg.Done()
+	}, QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const G, N = 8, 500
+	var sub sync.WaitGroup
+	for g := 0; g < G; g++ {
+		sub.Add(1)
+		go func(g int) {
+			defer sub.Done()
+			for i := 0; i < N; i++ {
+				sem <- struct{}{}
+				wg.Add(1)
+				q.Lock()
+				e := q.SQE()
+				if e == nil {
+					q.mu.Unlock()
+					t.Error("SQ full")
+					<-sem
+					wg.Done()
+					return
+				}
+				e.Opcode = OpNop
+				e.UserData = uint64(g*N + i)
+				q.Commit()
+			}
+		}(g)
+	}
+	sub.Wait()
+	wg.Wait()
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != G*N {
+		t.Fatalf("saw %d distinct completions, want %d", len(seen), G*N)
+	}
+	for ud, c := range seen {
+		if c != 1 {
+			t.Fatalf("user data %d completed %d times", ud, c)
+		}
+	}
+}
+
+func TestReadWriteFile(t *testing.T) {
+	needUring(t)
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, make([]byte, 1<<16), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	res := make(chan int32, 4)
+	q, err := NewQueue(8, func(ud uint64, r int32) { res <- r }, QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	want := bytes.Repeat([]byte("aiodio!!"), 512)
+	q.Lock()
+	e := q.SQE()
+	e.Opcode, e.Fd, e.Off, e.Addr, e.Len = OpWrite, int32(fd), 4096, uint64(uintptr(unsafe.Pointer(&want[0]))), uint32(len(want))
+	q.Commit()
+	if r := <-res; r != int32(len(want)) {
+		t.Fatalf("write res %d", r)
+	}
+	got := make([]byte, len(want))
+	iov := []unix.Iovec{{Base: &got[0], Len: 1000}, {Base: &got[1000], Len: uint64(len(got) - 1000)}}
+	q.Lock()
+	e = q.SQE()
+	e.Opcode, e.Fd, e.Off, e.Addr, e.Len = OpReadv, int32(fd), 4096, uint64(uintptr(unsafe.Pointer(&iov[0]))), 2
+	q.Commit()
+	if r := <-res; r != int32(len(want)) {
+		t.Fatalf("readv res %d", r)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("read back differs")
+	}
+	q.Lock()
+	e = q.SQE()
+	e.Opcode, e.Fd, e.OpFlags = OpFsync, int32(fd), FsyncDatasync
+	q.Commit()
+	if r := <-res; r != 0 {
+		t.Fatalf("fsync res %d", r)
+	}
+	// A bad fd reports -EBADF in the CQE.
+	q.Lock()
+	e = q.SQE()
+	e.Opcode, e.Fd, e.Addr, e.Len = OpRead, 1<<20, uint64(uintptr(unsafe.Pointer(&got[0]))), 512
+	q.Commit()
+	if r := <-res; r != -int32(unix.EBADF) {
+		t.Fatalf("bad fd res %d", r)
+	}
+}
+
+func TestNopNoAllocs(t *testing.T) {
+	needUring(t)
+	done := make(chan struct{}, 1)
+	q, err := NewQueue(8, func(ud uint64, r int32) { done <- struct{}{} }, QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	allocs := testing.AllocsPerRun(2000, func() {
+		q.Lock()
+		e := q.SQE()
+		e.Opcode = OpNop
+		q.Commit()
+		<-done
+	})
+	if allocs > 0 {
+		t.Fatalf("%.2f allocations per NOP round trip", allocs)
+	}
+}
