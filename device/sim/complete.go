@@ -19,6 +19,13 @@ func (d *Device) run() {
 	}()
 	for {
 		d.mu.Lock()
+		if c := d.mu.crashAt; c != nil && d.mu.cseq >= c.at {
+			d.mu.crashAt = nil
+			img := d.crashLocked(c.o)
+			d.mu.Unlock()
+			c.ch <- d.reopen(img)
+			continue
+		}
 		p, wait := d.nextLocked(time.Now())
 		if p == nil {
 			d.mu.Unlock()

@@ -44,41 +44,80 @@ func (d *Device) CrashImage(o CrashOptions) []byte {
 // request submitted later (Close still works and must still be called). It
 // returns a fresh open Device over the surviving image with d's options,
 // except that Hold and HoldIf are cleared, for remount tests; the caller
-// closes it.
+// closes it. Crashing a crashed device returns a device over the image
+// left by the first crash.
 func (d *Device) Crash(o CrashOptions) *Device {
 	d.mu.Lock()
-	img := d.crashImageLocked(o)
-	if !d.mu.crashed {
-		d.mu.crashed = true
-		m := &d.mu
-		for _, p := range m.held {
-			p.err = crashError(p)
-			p.state = stateReady
-			m.ready = append(m.ready, p)
-		}
-		clear(m.held)
-		m.held = m.held[:0]
-		for _, p := range m.waiting {
-			p.err = crashError(p)
-			p.state = stateReady
-			m.ready = append(m.ready, p)
-		}
-		clear(m.waiting)
-		m.waiting = m.waiting[:0]
-		for _, p := range m.ready {
-			p.err = crashError(p)
-		}
-		m.cache = nil
-		d.changedLocked()
-	}
-	o2 := d.opts
+	img := d.crashLocked(o)
 	d.mu.Unlock()
 	d.kickCompleter()
+	return d.reopen(img)
+}
 
-	o2.Image = img
-	o2.Hold = false
-	o2.HoldIf = nil
-	nd, err := Open(o2)
+// CrashAfter arranges a power loss at a deterministic point: right after the
+// nth request completing from now has moved its data (n <= 0: before the
+// next one does), no later request moves data. The returned channel
+// (capacity 1) then receives the new Device, as from Crash. The crash point
+// is the same for the same seed and submissions, which makes "power cut at
+// every point of a workload" tests replayable. A later call replaces an
+// earlier one not yet fired. The receiver must Close the new device. If
+// the device is closed (and drained) before the crash fires, nothing is
+// sent.
+func (d *Device) CrashAfter(n int, o CrashOptions) <-chan *Device {
+	ch := make(chan *Device, 1)
+	d.mu.Lock()
+	if !d.mu.closed {
+		d.mu.crashAt = &crashPlan{at: d.mu.cseq + uint64(max(n, 0)), o: o, ch: ch}
+	}
+	d.mu.Unlock()
+	d.kickCompleter()
+	return ch
+}
+
+// crashPlan is a CrashAfter waiting to fire.
+type crashPlan struct {
+	at uint64 // fire when cseq reaches at
+	o  CrashOptions
+	ch chan *Device
+}
+
+// crashLocked computes the surviving image and kills d.
+// REQUIRES: d.mu held.
+func (d *Device) crashLocked(o CrashOptions) []byte {
+	m := &d.mu
+	img := d.crashImageLocked(o)
+	if m.crashed {
+		return img
+	}
+	m.crashed = true
+	m.durable = img
+	for _, p := range m.held {
+		p.state = stateReady
+		m.ready = append(m.ready, p)
+	}
+	clear(m.held)
+	m.held = m.held[:0]
+	for _, p := range m.waiting {
+		p.state = stateReady
+		m.ready = append(m.ready, p)
+	}
+	clear(m.waiting)
+	m.waiting = m.waiting[:0]
+	for _, p := range m.ready {
+		p.err = crashError(p)
+	}
+	m.cache = nil
+	d.changedLocked()
+	return img
+}
+
+// reopen returns a new device over img with d's options.
+func (d *Device) reopen(img []byte) *Device {
+	o := d.opts
+	o.Image = img
+	o.Hold = false
+	o.HoldIf = nil
+	nd, err := Open(o)
 	if err != nil {
 		panic("sim: reopening a crashed device with its own options failed: " + err.Error())
 	}
@@ -88,10 +127,10 @@ func (d *Device) Crash(o CrashOptions) *Device {
 // REQUIRES: d.mu held.
 func (d *Device) crashImageLocked(o CrashOptions) []byte {
 	m := &d.mu
-	img := slices.Clone(m.durable)
 	if m.crashed {
-		return img
+		return slices.Clone(m.durable)
 	}
+	img := slices.Clone(m.durable)
 	rng := rand.New(rand.NewPCG(uint64(o.Seed), 0xc4a5_11))
 	pbs := int64(d.info.PhysicalBlockSize)
 	apply := func(off int64, data []byte) {

@@ -102,14 +102,17 @@ type Device struct {
 		outstanding int
 		// inFlight counts accepted requests not yet transferred.
 		inFlight, peak int
-		// medium is what reads see; durable what survives a crash;
-		// cache the completed writes not yet flushed, oldest first.
+		// medium is what reads see; durable what survives a crash (after
+		// a crash: the surviving image); cache the completed writes not
+		// yet flushed, oldest first.
 		medium, durable []byte
 		cache           []cacheEntry
 		faults          []*Injection
-		log             []LogEntry
-		stats           Stats
-		rng             *rand.Rand
+		// crashAt is a pending CrashAfter.
+		crashAt *crashPlan
+		log     []LogEntry
+		stats   Stats
+		rng     *rand.Rand
 		// changed is closed and replaced on every change a waiter may
 		// look for (held set, outstanding count).
 		changed chan struct{}
@@ -370,6 +373,7 @@ func (d *Device) Close() error {
 		<-ch
 		d.mu.Lock()
 	}
+	d.mu.crashAt = nil // drained: a pending CrashAfter can no longer fire
 	d.mu.Unlock()
 	d.stopOnce.Do(func() { close(d.stop) })
 	<-d.exited
