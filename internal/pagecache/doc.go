@@ -1,0 +1,87 @@
+// Package pagecache is aiodio's page cache for buffered (non-O_DIRECT) I/O.
+//
+// # Role and ownership
+//
+// A Cache is volume-wide: it owns one memory budget (Options.Limit bytes of
+// 4 KiB pages), the LRU list of clean pages, the dirty-page budget
+// (Options.DirtyLimit) and one background flusher goroutine, which it stops in
+// Close. A File is the cache of one open inode, shared by every open of that
+// inode; the layer above creates it with Cache.Open and closes it when the last
+// open goes away. The package never imports internal/meta or the root package:
+// everything file-specific reaches it through Backing (Size, ReadPages,
+// WritePages), which the root package adapts.
+//
+// # Allocation choice: delayed allocation
+//
+// Buffered writes only dirty cached pages; nothing is allocated at write time.
+// Blocks are allocated at writeback, inside Backing.WritePages, which the layer
+// above implements synchronously as "allocate unwritten → write the data →
+// convert to written". A block therefore becomes written (visible in the
+// extent map, and later in the journal, rule O2) only after its data is on the
+// device, so I1 (no stale data) and I11 (crash consistency) hold for buffered
+// writes by construction. WritePages may cover bytes past the file's logical
+// size (the tail of the last page, always zero in the cache); the adapter
+// clips its size update to the logical size it tracks.
+//
+// # Page states
+//
+// A page in a File's index is either busy (being filled by ReadPages; not
+// uptodate; readers and writers wait on it — this is the per-page I/O lock) or
+// uptodate. An uptodate page may also be dirty, under writeback, or both
+// (dirtied again while its old contents are being written), and may carry the
+// error flag (its last writeback failed). Clean uptodate pages sit on the
+// Cache's LRU list and are the only ones that can be evicted or invalidated.
+// Writeback copies a run of pages into a bounce buffer under the file lock
+// and calls WritePages without any lock held, so writers never wait for
+// writeback (no stable pages) and a page dirtied again during writeback keeps
+// its new data and stays dirty.
+//
+// # Invariants enforced
+//
+//   - Memory: pages resident ≤ Limit/PageSize at all times. New pages are
+//     obtained only by evicting clean pages (LRU with a second-chance
+//     referenced bit set lock-free by readers); when nothing can be evicted the
+//     allocator waits. Bounce buffers (≤ 1 MiB each, pooled) are not counted.
+//   - Dirty: pages dirty or under writeback, plus pages reserved by writers
+//     about to dirty them, ≤ DirtyLimit/PageSize. A writer that would exceed it
+//     waits (throttling) on a condition while the flusher writes back; memory
+//     does not grow. If a writeback error happens while a writer waits, that
+//     writer fails with the error (EIO) rather than waiting forever.
+//   - I5 support: WriteAndWait writes back the dirty pages of a range and
+//     waits for every writeback in flight there; Invalidate drops the clean
+//     pages of a range and fails with EBUSY (after dropping what it can) when a
+//     page is dirty, under writeback or busy — it never drops data.
+//   - Writeback errors (errseq-like): a failed WritePages marks its pages dirty
+//     again with the error flag (the data stays in the cache and is retried by
+//     the next Sync or by the flusher after a back-off of one DirtyAge), and
+//     records the error in the File. The next Sync reports it exactly once,
+//     even if that Sync's own retry succeeds. WriteAndWait reports an error if
+//     a page of its range is still in error after it. Close reports unreported
+//     errors too; pages that still cannot be written at Close are dropped
+//     (the error is returned).
+//   - Truncate/Punch wait for busy pages and writeback in flight in the range
+//     before dropping pages (even dirty ones), so no late WritePages can land
+//     on blocks the caller frees afterwards. The partial page at the new size
+//     (and partial edge pages of a punch) are read in if needed, zeroed and
+//     dirtied, so the zeros reach the device at writeback (like Linux's
+//     block_truncate_page).
+//   - Every method validates its arguments (negative offsets or lengths →
+//     EINVAL, past MaxFileSize → EFBIG/EINVAL) and fails with EBADF after
+//     Close; errors wrap the errno with %w.
+//
+// # Locks (DESIGN §5 level 5, "page locks")
+//
+// File.mu (RWMutex) → Cache.mu, never the reverse; no lock is held across
+// Backing calls except that Backing.Size may be called with nothing held.
+// Readers take File.mu shared on the hot path and copy from pages; writers and
+// state changes take it exclusively. Eviction pops victims from the LRU under
+// Cache.mu, releases it, then locks the victim's File. Memory waits and dirty
+// throttling never happen with a File lock held.
+//
+// # Readahead
+//
+// Sequential reads (a read starting where the previous one ended) fill a
+// window that starts at 32 KiB and doubles up to 1 MiB (bounded by Limit/8
+// and by Backing.Size); a mark in the middle of the window makes a later
+// sequential hit fetch the next window. A random read resets the window.
+package pagecache
