@@ -6,12 +6,14 @@
 //
 //   - Seeded completion order. Requests that are ready together complete in an
 //     order picked by a PRNG seeded with Options.Seed (or in submission order
-//     with Options.Ordered). All completions run on one sim goroutine, so the
-//     order is a pure function of the seed and the sequence of submissions
-//     and releases the device sees: a batch handed to one Submit call, a
-//     ReleaseAll, or requests submitted from inside Done callbacks always
-//     complete in the same order for the same seed. (Requests submitted by
-//     several goroutines race with the completer, as on real hardware.)
+//     with Options.Ordered). All completions run on one sim goroutine, so
+//     without Latency the order is a pure function of the seed and the
+//     sequence of submissions and releases the device sees: a batch handed
+//     to one Submit call, a ReleaseAll, or requests submitted from inside
+//     Done callbacks always complete in the same order for the same seed.
+//     Requests submitted, or released one by one, from other goroutines race
+//     with the completer as on real hardware; to force an exact order,
+//     Release one request and wait on its Completed channel before the next.
 //   - Hold mode. With Options.Hold, SetHold or HoldIf, submitted requests wait
 //     in Held() until the test calls Release, ReleaseAll or Fail; WaitHeld and
 //     WaitFor block until chosen requests have been submitted.
@@ -24,6 +26,7 @@
 //     CrashImage and Crash emulate power loss: every unflushed or in-flight
 //     write is lost, kept, or torn in units of PhysicalBlockSize (default: the
 //     sector size), chosen by a seeded PRNG; flushed data always survives.
+//     CrashAfter cuts the power after the nth completion, a replayable point.
 //   - Fault injection. Inject (and FailRange, FailAfter, FailFlush) fail the
 //     requests that match by kind, device byte range and count; Fail fails one
 //     held request. Injected errors match both syscall.EIO (or the error
@@ -39,6 +42,10 @@
 // held requests, waits for every accepted request to complete and stops the
 // sim goroutine; a test must Close every Device it creates (Crash creates
 // one). Close must not be called from a Done callback.
+//
+// Because one goroutine runs every Done, a Done callback that waits for
+// another request of the same device (which the device.Request contract
+// forbids) hangs the device: the test times out instead of passing by luck.
 //
 // Invariants enforced here on behalf of the engine's callers: exactly one
 // completion per accepted request (I2), no buffer access after Done (I3), and

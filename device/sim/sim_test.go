@@ -512,7 +512,7 @@ func TestCrashSemantics(t *testing.T) {
 			case bytes.Count(seg, []byte{old}) == len(seg):
 				oldUnits++
 			default:
-				t.Fatalf("physical block at %d is torn inside: %q", s, seg)
+				t.Fatalf("physical block at %d is torn inside: starts %q, ends %q", s, seg[:8], seg[len(seg)-8:])
 			}
 			s = e
 		}
