@@ -1,0 +1,222 @@
+package device_test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/aiodio/aiodio/device"
+	"github.com/aiodio/aiodio/device/devicetest"
+	"github.com/aiodio/aiodio/internal/alignbuf"
+	"github.com/aiodio/aiodio/internal/testenv"
+	"github.com/aiodio/aiodio/internal/uring"
+)
+
+const imgSize = 16 << 20
+
+func needUring(t testing.TB) {
+	t.Helper()
+	err := uring.Probe()
+	reason := ""
+	if err != nil {
+		reason = err.Error()
+	}
+	testenv.Need(t, "io_uring", err == nil, "io_uring_setup: "+reason)
+}
+
+func openImage(t *testing.T, dir, engine string) device.Device {
+	t.Helper()
+	path := filepath.Join(dir, "img")
+	d, err := device.Open(path, device.OpenOptions{Engine: engine, Create: true, Size: imgSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Info().Engine; got != engine {
+		t.Fatalf("engine %q, want %q", got, engine)
+	}
+	return d
+}
+
+func shmDir(t *testing.T) string {
+	t.Helper()
+	_, err := os.Stat("/dev/shm")
+	testenv.Need(t, "shm", err == nil, "/dev/shm missing")
+	dir, err := os.MkdirTemp("/dev/shm", "aiodio-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func TestUringImageConformance(t *testing.T) {
+	needUring(t)
+	devicetest.Run(t, func(t *testing.T) device.Device { return openImage(t, t.TempDir(), "uring") })
+}
+
+func TestThreadsImageConformance(t *testing.T) {
+	devicetest.Run(t, func(t *testing.T) device.Device { return openImage(t, t.TempDir(), "threads") })
+}
+
+func TestUringShmConformance(t *testing.T) {
+	needUring(t)
+	devicetest.Run(t, func(t *testing.T) device.Device { return openImage(t, shmDir(t), "uring") })
+}
+
+func TestThreadsShmConformance(t *testing.T) {
+	devicetest.Run(t, func(t *testing.T) device.Device { return openImage(t, shmDir(t), "threads") })
+}
+
+// loopDevice makes a 4096-byte-sector loop device with direct I/O over an
+// image in dir and detaches it at cleanup.
+func loopDevice(t *testing.T) string {
+	t.Helper()
+	testenv.NeedRoot(t)
+	losetup := testenv.NeedCommand(t, "losetup")
+	img := filepath.Join(t.TempDir(), "loop.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, imgSize); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(losetup, "--find", "--show", "--sector-size", "4096", "--direct-io=on", img).CombinedOutput()
+	testenv.Need(t, "loop", err == nil, "losetup: "+strings.TrimSpace(string(out)))
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		if out, err := exec.Command(losetup, "--detach", dev).CombinedOutput(); err != nil {
+			t.Errorf("losetup --detach %s: %v: %s", dev, err, out)
+		}
+	})
+	return dev
+}
+
+func TestLoopDevice4K(t *testing.T) {
+	dev := loopDevice(t)
+	for _, engine := range []string{"uring", "threads"} {
+		t.Run(engine, func(t *testing.T) {
+			if engine == "uring" {
+				needUring(t)
+			}
+			open := func(t *testing.T) device.Device {
+				d, err := device.Open(dev, device.OpenOptions{Engine: engine})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return d
+			}
+			d := open(t)
+			in := d.Info()
+			if in.LogicalBlockSize != 4096 || in.Size != imgSize || in.Cached {
+				t.Errorf("loop device info %+v: want LogicalBlockSize 4096, Size %d, not cached", in, imgSize)
+			}
+			// 512-aligned I/O is refused by Submit.
+			r := &device.Request{Kind: device.Read, Off: 512, Buf: alignbuf.Alloc(4096), Done: func(*device.Request) { t.Error("rejected request completed") }}
+			if n, err := d.Submit(r); n != 0 || !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "4096") {
+				t.Errorf("512-aligned offset: Submit = %d, %v; want EINVAL naming 4096", n, err)
+			}
+			r = &device.Request{Kind: device.Read, Off: 0, Buf: alignbuf.Alloc(512), Done: func(*device.Request) { t.Error("rejected request completed") }}
+			if n, err := d.Submit(r); n != 0 || !errors.Is(err, syscall.EINVAL) {
+				t.Errorf("512-byte read: Submit = %d, %v; want EINVAL", n, err)
+			}
+			d.Close()
+			devicetest.Run(t, open)
+		})
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name string
+		path string
+		o    device.OpenOptions
+		want error
+	}{
+		{"missing", filepath.Join(dir, "nope"), device.OpenOptions{}, syscall.ENOENT},
+		{"missing parent", filepath.Join(dir, "a", "b"), device.OpenOptions{Create: true, Size: 1 << 20}, syscall.ENOENT},
+		{"directory", dir, device.OpenOptions{}, syscall.EISDIR},
+		{"empty path", "", device.OpenOptions{}, syscall.EINVAL},
+		{"bad engine", filepath.Join(dir, "x"), device.OpenOptions{Engine: "spdk", Create: true, Size: 1 << 20}, syscall.EINVAL},
+		{"negative size", filepath.Join(dir, "y"), device.OpenOptions{Create: true, Size: -1}, syscall.EINVAL},
+		{"empty image", filepath.Join(dir, "z"), device.OpenOptions{Create: true}, syscall.EINVAL},
+		{"char device", "/dev/null", device.OpenOptions{}, syscall.EINVAL},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d, err := device.Open(c.path, c.o)
+			if err == nil {
+				d.Close()
+				t.Fatalf("Open succeeded, want %v", c.want)
+			}
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Open: %v; want %v", err, c.want)
+			}
+		})
+	}
+	// Too small for the size asked for.
+	small := filepath.Join(dir, "small")
+	if err := os.WriteFile(small, make([]byte, 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := device.Open(small, device.OpenOptions{Size: 1 << 20}); !errors.Is(err, syscall.ENOSPC) {
+		if d != nil {
+			d.Close()
+		}
+		t.Fatalf("Open too small: %v; want ENOSPC", err)
+	}
+}
+
+func TestOpenExclusive(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "img")
+	d, err := device.Open(path, device.OpenOptions{Create: true, Size: 1 << 20, Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	// flock is per open file description: a second open conflicts like another process would.
+	d2, err := device.Open(path, device.OpenOptions{Exclusive: true})
+	if err == nil {
+		d2.Close()
+		t.Fatal("second exclusive open succeeded")
+	}
+	if !errors.Is(err, syscall.EBUSY) || !errors.Is(err, syscall.EWOULDBLOCK) || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second exclusive open: %v; want an in-use error wrapping EBUSY and EWOULDBLOCK", err)
+	}
+}
+
+func TestOpenCreateSparseAndAuto(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "img")
+	d, err := device.Open(path, device.OpenOptions{Create: true, Size: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := d.Info()
+	d.Close()
+	if in.Size != 64<<20 || in.MaxIO != device.DefaultMaxIO {
+		t.Fatalf("info %+v", in)
+	}
+	if uring.Probe() == nil && in.Engine != "uring" {
+		t.Fatalf("auto picked %q although io_uring works", in.Engine)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks*512 >= 64<<20 {
+		t.Fatalf("image is not sparse: %d blocks", st.Blocks)
+	}
+	// Reopen without Create keeps the size; ReadOnly reads work.
+	d, err = device.Open(path, device.OpenOptions{ReadOnly: true, Engine: "threads"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.Info().Size != 64<<20 {
+		t.Fatalf("reopened size %d", d.Info().Size)
+	}
+}
