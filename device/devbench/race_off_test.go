@@ -1,0 +1,5 @@
+//go:build !race
+
+package devbench
+
+const raceEnabled = false
