@@ -6,11 +6,11 @@ import (
 	"github.com/aiodio/aiodio/device"
 )
 
-// run is the completer goroutine, owned by the Device and stopped by Close.
+// run is a completer goroutine, owned by the Device and stopped by Close.
 // It picks one ready request at a time, moves its data under d.mu, then calls
 // Done without any lock held.
 func (d *Device) run() {
-	defer close(d.exited)
+	defer d.completers.Done()
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -47,7 +47,11 @@ func (d *Device) run() {
 			continue
 		}
 		d.transferLocked(p)
+		more := len(d.mu.ready) > 0
 		d.mu.Unlock()
+		if more && d.opts.Completers > 1 {
+			d.kickCompleter() // let another completer take the next one
+		}
 
 		r := p.Req
 		r.N, r.Err = p.n, p.err
@@ -157,6 +161,9 @@ func (d *Device) transferLocked(p *Pending) {
 		}
 	} else {
 		m.stats.Errors++
+		if p.Kind == device.Read && len(d.opts.Scribble) > 0 {
+			forEachBuf(r, func(b []byte) { fillPattern(b, d.opts.Scribble) })
+		}
 	}
 	m.stats.Completed++
 	if d.opts.LogLimit > 0 {
@@ -197,5 +204,13 @@ func forEachBuf(r *device.Request, f func([]byte)) {
 	}
 	for _, b := range r.Bufs {
 		f(b)
+	}
+}
+
+// fillPattern fills b with pat repeated back to back (pat non-empty).
+func fillPattern(b, pat []byte) {
+	n := copy(b, pat)
+	for n < len(b) {
+		n += copy(b[n:], b[:n])
 	}
 }

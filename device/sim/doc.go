@@ -30,7 +30,9 @@
 //   - Fault injection. Inject (and FailRange, FailAfter, FailFlush) fail the
 //     requests that match by kind, device byte range and count; Fail fails one
 //     held request. Injected errors match both syscall.EIO (or the error
-//     asked for) and ErrInjected. A failed request moves no data.
+//     asked for) and ErrInjected. A failed request moves no data to the
+//     medium; a failed read leaves its buffers alone, or fills them with
+//     Options.Scribble.
 //   - Latency, fixed or uniformly random up to a bound.
 //   - Observability: InFlight, PeakInFlight, Log, Stats, ReadRaw, Image,
 //     DurableImage, Find, and Fill/Poison/WriteRaw to prepare the medium.
@@ -43,7 +45,8 @@
 // sim goroutine; a test must Close every Device it creates (Crash creates
 // one). Close must not be called from a Done callback.
 //
-// Because one goroutine runs every Done, a Done callback that waits for
+// Because one goroutine runs every Done (unless Options.Completers asks for
+// more, trading determinism for concurrent callbacks), a Done callback that waits for
 // another request of the same device (which the device.Request contract
 // forbids) hangs the device: the test times out instead of passing by luck.
 //

@@ -162,11 +162,7 @@ func (d *Device) Poison(marker []byte) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	m := d.mu.medium
-	n := copy(m, marker)
-	for n < len(m) {
-		n += copy(m[n:], m[:n])
-	}
-	copy(d.mu.durable, m)
+	fillPattern(d.mu.medium, marker)
+	copy(d.mu.durable, d.mu.medium)
 	d.mu.cache = nil
 }

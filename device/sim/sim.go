@@ -19,6 +19,9 @@ const (
 	DefaultSectorSize = 512
 	DefaultMaxIO      = 1 << 20
 	DefaultLogLimit   = 1 << 16
+	// MaxSize bounds Options.Size: the medium and its durable copy live
+	// in memory.
+	MaxSize = 4 << 30
 )
 
 // Options configure a simulated device. The zero value is a valid 8 MiB
@@ -61,6 +64,15 @@ type Options struct {
 	// Image, when set, is the initial (durable) content of the medium; it
 	// is copied. Shorter than Size: the rest is zero.
 	Image []byte
+	// Completers is the number of goroutines that complete requests and
+	// run Done callbacks (default 1). With 1, completions and Done calls
+	// are serialized and seed-deterministic; with more, Done callbacks run
+	// concurrently, as on a thread-pool engine, and their order is not.
+	Completers int
+	// Scribble, when set, is written (repeated) into the buffers of a read
+	// that fails: a failed transfer may have moved some data, and a caller
+	// must not use it. Nil leaves them untouched.
+	Scribble []byte
 	// LogLimit bounds the completion log (default DefaultLogLimit; the
 	// oldest entries are dropped first; negative disables the log).
 	LogLimit int
@@ -79,8 +91,8 @@ type Device struct {
 	// stop is closed by Close once every accepted request has completed.
 	stop     chan struct{}
 	stopOnce sync.Once
-	// exited is closed by the completer goroutine when it returns.
-	exited chan struct{}
+	// completers counts the running completer goroutines.
+	completers sync.WaitGroup
 
 	// mu protects every field of the struct it heads. It is never held
 	// while a Done callback or a HoldIf predicate runs.
@@ -158,6 +170,12 @@ func Open(o Options) (*Device, error) {
 			o.Size = int64(len(o.Image))
 		}
 	}
+	if o.Completers == 0 {
+		o.Completers = 1
+	}
+	if o.Completers < 0 || o.Completers > 64 {
+		return nil, fmt.Errorf("sim: Completers %d is outside [1, 64]: %w", o.Completers, syscall.EINVAL)
+	}
 	if o.LogLimit == 0 {
 		o.LogLimit = DefaultLogLimit
 	}
@@ -177,7 +195,11 @@ func Open(o Options) (*Device, error) {
 		return nil, fmt.Errorf("sim: MaxIO %d is not a positive multiple of SectorSize %d: %w",
 			o.MaxIO, o.SectorSize, syscall.EINVAL)
 	}
-	if o.Size < 0 || o.Size%int64(o.SectorSize) != 0 || o.Size%int64(o.PhysicalBlockSize) != 0 {
+	if o.Size < 0 || o.Size > MaxSize {
+		return nil, fmt.Errorf("sim: Size %d is outside [0, %d] (the medium lives in memory): %w",
+			o.Size, int64(MaxSize), syscall.EINVAL)
+	}
+	if o.Size%int64(o.SectorSize) != 0 || o.Size%int64(o.PhysicalBlockSize) != 0 {
 		return nil, fmt.Errorf("sim: Size %d is not a multiple of the sector and physical block sizes: %w",
 			o.Size, syscall.EINVAL)
 	}
@@ -196,9 +218,8 @@ func Open(o Options) (*Device, error) {
 			MaxIO:             o.MaxIO,
 			Engine:            "sim",
 		},
-		kick:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		exited: make(chan struct{}),
+		kick: make(chan struct{}, 1),
+		stop: make(chan struct{}),
 	}
 	if o.HoldIf != nil {
 		f := o.HoldIf
@@ -215,7 +236,10 @@ func Open(o Options) (*Device, error) {
 	d.opts = o
 	m.rng = rand.New(rand.NewPCG(uint64(o.Seed), 0x5eed_a10d_10))
 	m.changed = make(chan struct{})
-	go d.run()
+	d.completers.Add(o.Completers)
+	for range o.Completers {
+		go d.run()
+	}
 	return d, nil
 }
 
@@ -232,9 +256,10 @@ func (d *Device) Options() Options { return d.opts }
 // the sector size, whose buffer address is not MemAlign-aligned, that is
 // longer than MaxIO or reaches past the end of the device, that names more
 // than device.MaxVecs buffers, has no Done or an unknown Kind (the rules of
-// device.Check), or that is already in flight. After Close it fails with an error matching EBADF. Requests before
-// the rejected one stay accepted. After Crash, requests are accepted and
-// fail with EIO.
+// device.Check), or that is already in flight. After Close it fails with an
+// error matching EBADF. Requests before the rejected one stay accepted.
+// After Crash, requests are accepted and fail with EIO. Done is never
+// called from inside Submit.
 func (d *Device) Submit(reqs ...*device.Request) (int, error) {
 	if len(reqs) == 0 {
 		return 0, nil
@@ -376,7 +401,7 @@ func (d *Device) Close() error {
 	d.mu.crashAt = nil // drained: a pending CrashAfter can no longer fire
 	d.mu.Unlock()
 	d.stopOnce.Do(func() { close(d.stop) })
-	<-d.exited
+	d.completers.Wait()
 	return nil
 }
 

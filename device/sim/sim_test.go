@@ -84,6 +84,8 @@ func TestInfoAndDefaults(t *testing.T) {
 		{SectorSize: 1000},
 		{SectorSize: 4096, PhysicalBlockSize: 512},
 		{Size: 1000},
+		{Size: -512},
+		{Size: sim.MaxSize + 512},
 		{Size: 4096, Image: make([]byte, 8192)},
 		{MaxIO: 100},
 		{Latency: -1},
@@ -815,4 +817,43 @@ func TestPoisonFindRaw(t *testing.T) {
 	if len(d.ReadRaw(64<<10-2, 100)) != 2 || len(d.ReadRaw(-5, 3)) != 3 || len(d.ReadRaw(1<<30, 3)) != 0 {
 		t.Fatal("ReadRaw clipping")
 	}
+}
+
+func TestScribbleFailedRead(t *testing.T) {
+	d := newDev(t, sim.Options{Size: 64 << 10, Scribble: []byte("JUNK")})
+	d.FailRange(sim.OpRead, 0, 512)
+	buf := aligned(1024)
+	if _, err := do(t, d, device.Read, 0, buf); !errors.Is(err, sim.ErrInjected) {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf, bytes.Repeat([]byte("JUNK"), 256)) {
+		t.Fatalf("failed read buffer starts %q, want scribbled", buf[:8])
+	}
+}
+
+// TestConcurrentCompleters: with several completers, Done callbacks run in
+// parallel (one blocks until another has run) and every request completes
+// once.
+func TestConcurrentCompleters(t *testing.T) {
+	d := newDev(t, sim.Options{Size: 64 << 10, Completers: 4, Hold: true})
+	first := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	// Done of the first request waits for the second's Done: only
+	// possible with concurrent completers.
+	a := &device.Request{Kind: device.Flush, Done: func(*device.Request) { <-first; wg.Done() }}
+	b := &device.Request{Kind: device.Flush, Done: func(*device.Request) { close(first); wg.Done() }}
+	if _, err := d.Submit(a); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := d.WaitHeld(ctx(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Release(ps[0])
+	if _, err := d.Submit(b); err != nil {
+		t.Fatal(err)
+	}
+	d.ReleaseAll()
+	wg.Wait()
 }
