@@ -6,8 +6,8 @@
 //
 //   - Seeded completion order. Requests that are ready together complete in an
 //     order picked by a PRNG seeded with Options.Seed (or in submission order
-//     with Options.Ordered). All completions run on one sim goroutine, so
-//     without Latency the order is a pure function of the seed and the
+//     with Options.Ordered). By default all completions run on one sim
+//     goroutine, so without Latency the order is a pure function of the seed and the
 //     sequence of submissions and releases the device sees: a batch handed
 //     to one Submit call, a ReleaseAll, or requests submitted from inside
 //     Done callbacks always complete in the same order for the same seed.
@@ -34,8 +34,11 @@
 //     medium; a failed read leaves its buffers alone, or fills them with
 //     Options.Scribble.
 //   - Latency, fixed or uniformly random up to a bound.
-//   - Observability: InFlight, PeakInFlight, Log, Stats, ReadRaw, Image,
-//     DurableImage, Find, and Fill/Poison/WriteRaw to prepare the medium.
+//   - Observability: InFlight, PeakInFlight, Log, Stats, Unflushed, ReadRaw,
+//     Image, DurableImage, Find, and Fill/Poison/WriteRaw to prepare the
+//     medium. To prove that two requests are in flight together without
+//     timing, hold them: WaitHeld(ctx, 2) returns only when both were
+//     submitted and neither has completed.
 //
 // Submit validates requests the way Linux O_DIRECT does (see Submit); a
 // rejected request is never completed. Done is called exactly once per
@@ -46,9 +49,10 @@
 // one). Close must not be called from a Done callback.
 //
 // Because one goroutine runs every Done (unless Options.Completers asks for
-// more, trading determinism for concurrent callbacks), a Done callback that waits for
-// another request of the same device (which the device.Request contract
-// forbids) hangs the device: the test times out instead of passing by luck.
+// more, trading determinism for concurrent callbacks), a Done callback that
+// waits for another request of the same device (which the device.Request
+// contract forbids) hangs the device: the test times out instead of passing
+// by luck.
 //
 // Invariants enforced here on behalf of the engine's callers: exactly one
 // completion per accepted request (I2), no buffer access after Done (I3), and

@@ -41,7 +41,9 @@ func (d *Device) InFlight() int {
 }
 
 // PeakInFlight returns the largest InFlight seen since the device was
-// created or ResetPeak was called.
+// created or ResetPeak was called. Without holding, requests may complete
+// before the next is submitted; hold them (WaitHeld) to make concurrency
+// observable deterministically.
 func (d *Device) PeakInFlight() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
