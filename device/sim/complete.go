@@ -150,7 +150,7 @@ func (d *Device) transferLocked(p *Pending) {
 			} else if p.Len > 0 {
 				data := make([]byte, p.Len)
 				copy(data, m.medium[p.Off:])
-				m.cache = append(m.cache, cacheEntry{off: p.Off, wseq: m.wseq, data: data})
+				m.cache = append(m.cache, cacheEntry{off: p.Off, wseq: m.wseq, seq: p.Seq, data: data})
 			}
 			p.n = p.Len
 			m.stats.Writes++

@@ -25,6 +25,46 @@ type CrashOptions struct {
 	// SkipInFlight leaves writes still in flight (held, waiting, ready)
 	// out: only completed unflushed writes may survive.
 	SkipInFlight bool
+	// Observe, when set, is told the fate of every volatile write, in the
+	// order they are applied (for a failing crash test's message). It runs
+	// with the device locked and must not call the Device.
+	Observe func(CrashWrite)
+}
+
+// Fate is what a crash did to a volatile write.
+type Fate uint8
+
+// Fates of a volatile write.
+const (
+	Lost Fate = iota
+	Kept
+	Torn
+)
+
+func (f Fate) String() string {
+	switch f {
+	case Lost:
+		return "lost"
+	case Kept:
+		return "kept"
+	case Torn:
+		return "torn"
+	}
+	return "unknown"
+}
+
+// CrashWrite describes one volatile write at a crash.
+type CrashWrite struct {
+	Off int64
+	Len int
+	// Seq is the write's submission number; InFlight is true when it had
+	// not completed.
+	Seq      uint64
+	InFlight bool
+	Fate     Fate
+	// NewBlocks lists, for a torn write, the device offsets of the
+	// physical blocks (or parts of them) that got the new data.
+	NewBlocks []int64
 }
 
 // CrashImage returns the image a power loss at this instant could leave on
@@ -133,24 +173,33 @@ func (d *Device) crashImageLocked(o CrashOptions) []byte {
 	img := slices.Clone(m.durable)
 	rng := rand.New(rand.NewPCG(uint64(o.Seed), 0xc4a5_11))
 	pbs := int64(d.info.PhysicalBlockSize)
-	apply := func(off int64, data []byte) {
+	apply := func(off int64, data []byte, seq uint64, inFlight bool) {
+		w := CrashWrite{Off: off, Len: len(data), Seq: seq, InFlight: inFlight}
 		x := rng.Float64()
 		switch {
 		case x < o.KeepUnflushed:
+			w.Fate = Kept
 			copy(img[off:], data)
 		case x < o.KeepUnflushed+o.TearUnflushed:
+			w.Fate = Torn
 			end := off + int64(len(data))
 			for s := off; s < end; {
 				e := min((s/pbs+1)*pbs, end)
 				if rng.IntN(2) == 1 {
 					copy(img[s:e], data[s-off:e-off])
+					if o.Observe != nil {
+						w.NewBlocks = append(w.NewBlocks, s)
+					}
 				}
 				s = e
 			}
 		}
+		if o.Observe != nil {
+			o.Observe(w)
+		}
 	}
 	for _, e := range m.cache {
-		apply(e.off, e.data)
+		apply(e.off, e.data, e.seq, false)
 	}
 	if !o.SkipInFlight {
 		var fl []*Pending
@@ -165,7 +214,7 @@ func (d *Device) crashImageLocked(o CrashOptions) []byte {
 		for _, p := range fl {
 			data := make([]byte, 0, p.Len)
 			forEachBuf(p.Req, func(b []byte) { data = append(data, b...) })
-			apply(p.Off, data)
+			apply(p.Off, data, p.Seq, true)
 		}
 	}
 	return img

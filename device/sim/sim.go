@@ -135,7 +135,8 @@ var _ device.Device = (*Device)(nil)
 
 type cacheEntry struct {
 	off  int64
-	wseq uint64
+	wseq uint64 // completion number among writes
+	seq  uint64 // submission number
 	data []byte
 }
 

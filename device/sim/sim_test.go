@@ -549,6 +549,12 @@ func TestCrashSemantics(t *testing.T) {
 	if torn == 0 || lost == 0 || kept == 0 {
 		t.Fatalf("kept %d lost %d torn %d: want all three outcomes", kept, lost, torn)
 	}
+	var fates []sim.CrashWrite
+	d.CrashImage(sim.CrashOptions{Seed: 3, KeepUnflushed: 0.3, TearUnflushed: 0.4,
+		Observe: func(w sim.CrashWrite) { fates = append(fates, w) }})
+	if len(fates) != 3 || fates[0].Off != 512 || fates[1].Off != 16384 || !fates[2].InFlight || fates[2].Seq != 5 {
+		t.Fatalf("observed fates %+v", fates)
+	}
 	if img := d.CrashImage(sim.CrashOptions{Seed: 1}); !bytes.Equal(img, d.DurableImage()) {
 		t.Fatal("zero CrashOptions must keep exactly the durable image")
 	}
