@@ -87,7 +87,7 @@ func (f *File) writeChunk(src []byte, off, first, last int64) (used int64, err e
 		if nr > 0 {
 			if len(bufs) < nr {
 				f.mu.Unlock()
-				if bufs, err = f.c.alloc(bufs, nr-len(bufs)); err != nil {
+				if bufs, err = f.regrow(bufs, nr); err != nil {
 					return 0, err
 				}
 				continue
@@ -101,7 +101,7 @@ func (f *File) writeChunk(src []byte, off, first, last int64) (used int64, err e
 		}
 		if nmiss > len(bufs) {
 			f.mu.Unlock()
-			if bufs, err = f.c.alloc(bufs, nmiss-len(bufs)); err != nil {
+			if bufs, err = f.regrow(bufs, nmiss); err != nil {
 				return 0, err
 			}
 			continue
@@ -127,6 +127,14 @@ func (f *File) writeChunk(src []byte, off, first, last int64) (used int64, err e
 		f.mu.Unlock()
 		return used, nil
 	}
+}
+
+// regrow returns bufs to the cache and allocates n buffers: a writer never
+// waits for memory while holding page buffers (so concurrent writers cannot
+// starve each other of memory).
+func (f *File) regrow(bufs [][]byte, n int) ([][]byte, error) {
+	f.c.releaseBufs(bufs)
+	return f.c.alloc(bufs[:0], n)
 }
 
 // dirtyLocked marks pg dirty (f.mu and c.mu held) and returns 1 if it newly
