@@ -79,9 +79,12 @@ type pendingFree struct {
 }
 
 // layout computes the areas of a volume of total blocks of bs bytes.
-func layout(total, bs int64) (format.Superblock, error) {
+func layout(total, bs, journal int64) (format.Superblock, error) {
 	var sb format.Superblock
 	j := min(max(total/256, 64), 8192)
+	if journal > 0 {
+		j = journal
+	}
 	budget := max(int64(256<<10), 8*total)
 	slotBytes := extentCost*total + budget + format.CheckpointHeaderSize
 	slot := (slotBytes + bs - 1) / bs
@@ -109,7 +112,7 @@ func Mkfs(dev device.Device, o MkfsOptions) error {
 		return fmt.Errorf("meta: mkfs: block size %d must be a power of two in [%d, %d] and at least the device's logical block size %d: %w",
 			bs, format.MinBlockSize, format.MaxBlockSize, info.LogicalBlockSize, syscall.EINVAL)
 	}
-	sb, err := layout(info.Size/bs, bs)
+	sb, err := layout(info.Size/bs, bs, o.journalBlocks)
 	if err != nil {
 		return fmt.Errorf("meta: mkfs: %w", err)
 	}

@@ -69,6 +69,9 @@ type MkfsOptions struct {
 	// BlockSize is the volume block size: a power of two in [512, 65536],
 	// at least the device's logical block size; 0 means 4096.
 	BlockSize int
+
+	// journalBlocks overrides the journal size (tests: force checkpoints).
+	journalBlocks int64
 }
 
 // Stats describes a volume's usage, for `aiodio stat`.

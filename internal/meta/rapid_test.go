@@ -1,0 +1,194 @@
+package meta
+
+import (
+	"testing"
+
+	"github.com/aiodio/aiodio/internal/format"
+	"pgregory.net/rapid"
+)
+
+// TestExtentMapModel drives the extent-map helpers with random operations
+// and compares them, block by block, with a plain map model; it also checks
+// the structural invariants (sorted, disjoint, non-empty, fully merged).
+func TestExtentMapModel(t *testing.T) {
+	const span64 = 64
+	rapid.Check(t, func(t *rapid.T) {
+		type blk struct {
+			dev   int64
+			state uint8
+		}
+		model := map[int64]blk{}
+		var ext []format.Extent
+		devBase := int64(1000)
+		for range rapid.IntRange(1, 60).Draw(t, "ops") {
+			fb := rapid.Int64Range(0, span64-1).Draw(t, "fb")
+			n := rapid.Int64Range(1, span64-fb).Draw(t, "n")
+			switch rapid.IntRange(0, 3).Draw(t, "op") {
+			case 0: // insert into a hole
+				hole := true
+				for b := fb; b < fb+n; b++ {
+					if _, ok := model[b]; ok {
+						hole = false
+					}
+				}
+				if hole != isHole(ext, fb, fb+n) {
+					t.Fatalf("isHole(%d,%d) = %v, model %v", fb, n, !hole, hole)
+				}
+				if !hole {
+					continue
+				}
+				// Device blocks either continue the file layout (mergeable) or jump.
+				dev := devBase + fb
+				if rapid.Bool().Draw(t, "jump") {
+					devBase += 100
+					dev = devBase + fb
+				}
+				ext = extInsert(ext, format.Extent{FileBlock: fb, DevBlock: dev, Count: n, State: format.StateUnwritten})
+				for b := int64(0); b < n; b++ {
+					model[fb+b] = blk{dev + b, format.StateUnwritten}
+				}
+			case 1, 2: // convert / unwrite
+				from, to := format.StateUnwritten, format.StateWritten
+				if rapid.Bool().Draw(t, "unwrite") {
+					from, to = to, from
+				}
+				var want int64
+				for b := fb; b < fb+n; b++ {
+					if m, ok := model[b]; ok && m.state == from {
+						m.state = to
+						model[b] = m
+						want++
+					}
+				}
+				var got int64
+				ext, got = extSetState(ext, fb, fb+n, from, to)
+				if got != want {
+					t.Fatalf("setState changed %d blocks, model %d", got, want)
+				}
+			case 3: // remove
+				freed := map[int64]bool{}
+				for b := fb; b < fb+n; b++ {
+					if m, ok := model[b]; ok {
+						freed[m.dev] = true
+						delete(model, b)
+					}
+				}
+				var spans []span
+				ext, spans = extRemove(ext, fb, fb+n, nil)
+				var cnt int64
+				for _, s := range spans {
+					for d := s.start; d < s.start+s.count; d++ {
+						if !freed[d] {
+							t.Fatalf("freed device block %d not mapped in range", d)
+						}
+						cnt++
+					}
+				}
+				if cnt != int64(len(freed)) {
+					t.Fatalf("freed %d blocks, model %d", cnt, len(freed))
+				}
+			}
+			checkExtentInvariants(t, ext)
+			for _, m := range extMap(nil, ext, 0, span64) {
+				for b := int64(0); b < m.Count; b++ {
+					mb, ok := model[m.FileBlock+b]
+					switch {
+					case m.State == Hole && ok:
+						t.Fatalf("block %d: hole, model %+v", m.FileBlock+b, mb)
+					case m.State != Hole && (!ok || mb.dev != m.DevBlock+b || State(mb.state) != m.State):
+						t.Fatalf("block %d: %+v, model %+v %v", m.FileBlock+b, m, mb, ok)
+					}
+				}
+			}
+		}
+	})
+}
+
+func checkExtentInvariants(t *rapid.T, ext []format.Extent) {
+	for i, e := range ext {
+		if e.Count <= 0 {
+			t.Fatalf("empty extent %d: %+v", i, ext)
+		}
+		if i > 0 {
+			p := ext[i-1]
+			if p.FileBlock+p.Count > e.FileBlock {
+				t.Fatalf("overlap at %d: %+v", i, ext)
+			}
+			if mergeable(p, e) {
+				t.Fatalf("unmerged neighbours at %d: %+v", i, ext)
+			}
+		}
+	}
+}
+
+// TestAllocatorModel drives the free-space allocator with random take/add
+// calls and compares it with a bitmap model: it only hands out free blocks,
+// honours a free goal, and its spans are exactly the model's free runs.
+func TestAllocatorModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		lo := int64(10)
+		n := rapid.Int64Range(1, 200).Draw(t, "blocks")
+		hi := lo + n
+		free, bad := complement(lo, hi, nil)
+		if len(bad) > 0 {
+			t.Fatal(bad)
+		}
+		model := make([]bool, n) // true = free
+		for i := range model {
+			model[i] = true
+		}
+		var used []span
+		for range rapid.IntRange(1, 80).Draw(t, "ops") {
+			if rapid.Bool().Draw(t, "take") || len(used) == 0 {
+				if free.total == 0 {
+					continue
+				}
+				goal := rapid.Int64Range(lo-5, hi+5).Draw(t, "goal")
+				want := rapid.Int64Range(1, n).Draw(t, "n")
+				s := free.take(goal, want)
+				if s.count < 1 || s.count > want {
+					t.Fatalf("take(%d, %d) = %+v", goal, want, s)
+				}
+				if goal >= lo && goal < hi && model[goal-lo] && s.start != goal {
+					t.Fatalf("goal %d free but got %+v", goal, s)
+				}
+				for b := s.start; b < s.start+s.count; b++ {
+					if b < lo || b >= hi || !model[b-lo] {
+						t.Fatalf("took non-free block %d", b)
+					}
+					model[b-lo] = false
+				}
+				used = append(used, s)
+			} else {
+				i := rapid.IntRange(0, len(used)-1).Draw(t, "which")
+				s := used[i]
+				used = append(used[:i], used[i+1:]...)
+				free.add(s)
+				for b := s.start; b < s.start+s.count; b++ {
+					model[b-lo] = true
+				}
+			}
+			var want []span
+			var total int64
+			for i := int64(0); i < n; i++ {
+				if !model[i] {
+					continue
+				}
+				total++
+				if k := len(want) - 1; k >= 0 && want[k].start+want[k].count == lo+i {
+					want[k].count++
+				} else {
+					want = append(want, span{lo + i, 1})
+				}
+			}
+			if total != free.total || len(want) != len(free.spans) {
+				t.Fatalf("free %d in %v, model %d in %v", free.total, free.spans, total, want)
+			}
+			for i := range want {
+				if want[i] != free.spans[i] {
+					t.Fatalf("spans %v, model %v", free.spans, want)
+				}
+			}
+		}
+	})
+}
