@@ -141,7 +141,8 @@ func (r *run) fail(err error) {
 	r.stop.Store(true)
 }
 
-func (s *slot) next() {
+// next picks the request's next offset; now is its submission time.
+func (s *slot) next(now time.Time) {
 	r := s.r
 	var blk int64
 	if r.w.Random {
@@ -150,7 +151,7 @@ func (s *slot) next() {
 		blk = (r.cursor.Add(1) - 1) % r.blocks
 	}
 	s.req.Off = blk * int64(r.w.BlockSize)
-	s.start = time.Now()
+	s.start = now
 }
 
 func (s *slot) done(req *device.Request) {
@@ -168,7 +169,7 @@ func (s *slot) done(req *device.Request) {
 		r.inflight.Done()
 		return
 	}
-	s.next()
+	s.next(now) // one clock read per op: this completion's end is the next start
 	if _, err := r.dev.Submit(s.one[:]...); err != nil {
 		r.fail(fmt.Errorf("devbench: %s: resubmit: %w", r.w.Name, err))
 		r.inflight.Done()
@@ -219,7 +220,7 @@ func Run(ctx context.Context, dev device.Device, w Workload, progress func(done 
 	start := time.Now()
 	r.deadline = start.Add(w.Duration)
 	for _, s := range slots {
-		s.next()
+		s.next(time.Now())
 		r.inflight.Add(1)
 		if _, err := dev.Submit(s.one[:]...); err != nil {
 			r.inflight.Done()
