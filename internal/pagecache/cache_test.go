@@ -551,3 +551,68 @@ func TestThrottledWriterFailsOnWritebackError(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestManyGoroutinesSmallCache: many writers and readahead readers on the
+// smallest cache must all make progress (no memory or dirty-limit
+// deadlock) and the limits must hold.
+func TestManyGoroutinesSmallCache(t *testing.T) {
+	c := New(Options{Limit: 4 << 20, DirtyLimit: 2 << 20, DirtyAge: time.Millisecond})
+	defer c.Close()
+	const nf = 4
+	var files [nf]*File
+	for i := range files {
+		files[i] = c.Open(&memBacking{size: 4 << 20, disk: make([]byte, 4<<20)})
+	}
+	var wg sync.WaitGroup
+	for g := range 24 {
+		wg.Go(func() {
+			f := files[g%nf]
+			buf := make([]byte, 256<<10+123)
+			r := rand.New(rand.NewPCG(uint64(g), 5))
+			for range 8 {
+				off := int64(r.IntN(3 << 20))
+				var err error
+				if g%2 == 0 {
+					_, err = f.WriteAt(buf, off)
+				} else {
+					for o := int64(0); o < 4<<20-int64(len(buf)) && err == nil; o += int64(len(buf)) {
+						_, err = f.ReadAt(buf, o)
+					}
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s := c.Stats()
+	if s.PeakPages > s.LimitPages || s.PeakDirtyPages > s.DirtyLimit {
+		t.Fatalf("limits exceeded: %+v", s)
+	}
+}
+
+// TestWrittenPastSizeNotZeroFilled: a page written past Backing.Size (the
+// layer above has not raised the size yet), written back and dropped, is
+// read back from the disk, not zero-filled as "past EOF".
+func TestWrittenPastSizeNotZeroFilled(t *testing.T) {
+	_, b, f := newTest(t, Options{})
+	data := fill(PageSize+10, 3)
+	if _, err := f.WriteAt(data, 5*PageSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WriteAndWait(0, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Invalidate(0, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if _, err := f.ReadAt(got, 5*PageSize); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back after eviction with size still 0: %v", err)
+	}
+	if b.Size() != 0 {
+		t.Fatal("test expects the backing size untouched")
+	}
+}

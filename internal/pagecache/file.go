@@ -45,6 +45,11 @@ type File struct {
 	errSeq   uint64 // bumped on every writeback error
 	syncSeq  uint64 // errSeq already reported by Sync
 	lastErr  error  // last writeback error
+	// wend is the highest end offset ever written through this File (reset
+	// by Truncate). "Past the size" decisions use max(Backing.Size(), wend),
+	// so a page written here, written back and evicted before the layer
+	// above raised its size is read back, not zero-filled.
+	wend int64
 
 	// nDirty (pages dirty or under writeback) and dirtiedWhen are protected
 	// by Cache.mu.
@@ -223,6 +228,7 @@ func (f *File) fill(first, need, to, size int64) error {
 		return errClosed
 	}
 	var toRead, zeroed []*page
+	size = max(size, f.wend)
 	for _, idx := range missing {
 		if f.pages[idx] != nil {
 			continue

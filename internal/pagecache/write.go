@@ -72,6 +72,7 @@ func (f *File) writeChunk(src []byte, off, first, last int64) (used int64, err e
 			f.mu.Unlock()
 			continue
 		}
+		size = max(size, f.wend)
 		var rmw [2]int64
 		nr, nmiss := 0, 0
 		for idx := first; idx <= last; idx++ {
@@ -124,6 +125,7 @@ func (f *File) writeChunk(src []byte, off, first, last int64) (used int64, err e
 		}
 		f.accountDirtyLocked(used)
 		f.c.mu.Unlock()
+		f.wend = max(f.wend, end)
 		f.mu.Unlock()
 		return used, nil
 	}
@@ -277,7 +279,7 @@ func (f *File) zeroInPage(idx int64, from, to int, size int64, readIfAbsent bool
 		}
 		pg := f.pages[idx]
 		if pg == nil {
-			if !readIfAbsent || idx<<pageShift >= size {
+			if !readIfAbsent || idx<<pageShift >= max(size, f.wend) {
 				f.mu.Unlock()
 				return nil
 			}
@@ -358,6 +360,7 @@ func (f *File) Truncate(newSize int64) error {
 		return errClosed
 	}
 	f.dropLocked(cut, maxPageIdx)
+	f.wend = min(f.wend, newSize)
 	f.mu.Unlock()
 	if r := newSize & (PageSize - 1); r != 0 {
 		if err := f.zeroInPage(newSize>>pageShift, int(r), PageSize, oldSize, newSize < oldSize); err != nil {
