@@ -220,3 +220,80 @@ func TestOpenCreateSparseAndAuto(t *testing.T) {
 		t.Fatalf("reopened size %d", d.Info().Size)
 	}
 }
+
+// TestShortTransferResubmitted shrinks the image behind the device's back:
+// a read across the new end gets a short transfer, which the engine
+// resubmits for the remainder; that gets 0 bytes and the request fails with
+// EIO, N counting exactly the bytes that were read.
+func TestShortTransferResubmitted(t *testing.T) {
+	for _, engine := range []string{"uring", "threads"} {
+		t.Run(engine, func(t *testing.T) {
+			if engine == "uring" {
+				needUring(t)
+			}
+			path := filepath.Join(t.TempDir(), "img")
+			d, err := device.Open(path, device.OpenOptions{Engine: engine, Create: true, Size: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			lbs := d.Info().LogicalBlockSize
+			want := alignbuf.Alloc(8 * lbs)
+			for i := range want {
+				want[i] = byte(i*7 + 1)
+			}
+			done := make(chan *device.Request, 1)
+			w := &device.Request{Kind: device.Write, Off: 0, Buf: want, Done: func(r *device.Request) { done <- r }}
+			if _, err := d.Submit(w); err != nil {
+				t.Fatal(err)
+			}
+			if r := <-done; r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			if err := os.Truncate(path, int64(3*lbs)); err != nil {
+				t.Fatal(err)
+			}
+			got := alignbuf.Alloc(8 * lbs)
+			r := &device.Request{Kind: device.Read, Off: 0, Buf: got, Done: func(r *device.Request) { done <- r }}
+			if _, err := d.Submit(r); err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			if !errors.Is(r.Err, syscall.EIO) || r.N != 3*lbs {
+				t.Fatalf("read across a shrunk end: N=%d err=%v; want N=%d and EIO", r.N, r.Err, 3*lbs)
+			}
+			if string(got[:3*lbs]) != string(want[:3*lbs]) {
+				t.Fatal("the bytes before the end differ")
+			}
+			// Vectored, with the end inside the second buffer.
+			bufs := [][]byte{alignbuf.Alloc(2 * lbs), alignbuf.Alloc(4 * lbs)}
+			r = &device.Request{Kind: device.Read, Off: 0, Bufs: bufs, Done: func(r *device.Request) { done <- r }}
+			if _, err := d.Submit(r); err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			if !errors.Is(r.Err, syscall.EIO) || r.N != 3*lbs {
+				t.Fatalf("vectored read across a shrunk end: N=%d err=%v; want N=%d and EIO", r.N, r.Err, 3*lbs)
+			}
+		})
+	}
+}
+
+// TestSmallQueueDepth runs the suite with a tiny ring / pool, so most
+// requests wait in the backlog for a free slot.
+func TestSmallQueueDepth(t *testing.T) {
+	for _, engine := range []string{"uring", "threads"} {
+		t.Run(engine, func(t *testing.T) {
+			if engine == "uring" {
+				needUring(t)
+			}
+			devicetest.Run(t, func(t *testing.T) device.Device {
+				d, err := device.Open(filepath.Join(t.TempDir(), "img"), device.OpenOptions{Engine: engine, Create: true, Size: imgSize, QueueDepth: 2})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return d
+			})
+		})
+	}
+}
