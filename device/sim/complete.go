@@ -134,7 +134,8 @@ func (d *Device) transferLocked(p *Pending) {
 		case device.Read:
 			off := p.Off
 			forEachBuf(r, func(b []byte) {
-				off += int64(copy(b, m.medium[off:]))
+				m.medium.readAt(b, off)
+				off += int64(len(b))
 			})
 			p.n = p.Len
 			m.stats.Reads++
@@ -142,14 +143,16 @@ func (d *Device) transferLocked(p *Pending) {
 		case device.Write:
 			off := p.Off
 			forEachBuf(r, func(b []byte) {
-				off += int64(copy(m.medium[off:], b))
+				m.medium.writeAt(b, off)
+				if d.opts.WriteThrough {
+					m.durable.writeAt(b, off)
+				}
+				off += int64(len(b))
 			})
 			m.wseq++
-			if d.opts.WriteThrough {
-				copy(m.durable[p.Off:], m.medium[p.Off:p.Off+int64(p.Len)])
-			} else if p.Len > 0 {
+			if !d.opts.WriteThrough && p.Len > 0 {
 				data := make([]byte, p.Len)
-				copy(data, m.medium[p.Off:])
+				m.medium.readAt(data, p.Off)
 				m.cache = append(m.cache, cacheEntry{off: p.Off, wseq: m.wseq, seq: p.Seq, data: data})
 			}
 			p.n = p.Len
@@ -188,7 +191,7 @@ func (d *Device) flushLocked(upTo uint64) {
 	kept := m.cache[:0]
 	for _, e := range m.cache {
 		if e.wseq <= upTo {
-			copy(m.durable[e.off:], e.data)
+			m.durable.writeAt(e.data, e.off)
 		} else {
 			kept = append(kept, e)
 		}

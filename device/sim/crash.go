@@ -75,7 +75,7 @@ type CrashWrite struct {
 func (d *Device) CrashImage(o CrashOptions) []byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.crashImageLocked(o)
+	return d.crashImageLocked(o).bytes()
 }
 
 // Crash emulates a power loss. It computes the surviving image as
@@ -123,14 +123,14 @@ type crashPlan struct {
 
 // crashLocked computes the surviving image and kills d.
 // REQUIRES: d.mu held.
-func (d *Device) crashLocked(o CrashOptions) []byte {
+func (d *Device) crashLocked(o CrashOptions) *store {
 	m := &d.mu
 	img := d.crashImageLocked(o)
 	if m.crashed {
 		return img
 	}
 	m.crashed = true
-	m.durable = img
+	m.durable = img.clone()
 	for _, p := range m.held {
 		p.state = stateReady
 		m.ready = append(m.ready, p)
@@ -151,13 +151,12 @@ func (d *Device) crashLocked(o CrashOptions) []byte {
 	return img
 }
 
-// reopen returns a new device over img with d's options.
-func (d *Device) reopen(img []byte) *Device {
+// reopen returns a new device over img (which it takes) with d's options.
+func (d *Device) reopen(img *store) *Device {
 	o := d.opts
-	o.Image = img
 	o.Hold = false
 	o.HoldIf = nil
-	nd, err := Open(o)
+	nd, err := open(o, img)
 	if err != nil {
 		panic("sim: reopening a crashed device with its own options failed: " + err.Error())
 	}
@@ -165,12 +164,12 @@ func (d *Device) reopen(img []byte) *Device {
 }
 
 // REQUIRES: d.mu held.
-func (d *Device) crashImageLocked(o CrashOptions) []byte {
+func (d *Device) crashImageLocked(o CrashOptions) *store {
 	m := &d.mu
 	if m.crashed {
-		return slices.Clone(m.durable)
+		return m.durable.clone()
 	}
-	img := slices.Clone(m.durable)
+	img := m.durable.clone()
 	rng := rand.New(rand.NewPCG(uint64(o.Seed), 0xc4a5_11))
 	pbs := int64(d.info.PhysicalBlockSize)
 	apply := func(off int64, data []byte, seq uint64, inFlight bool) {
@@ -179,14 +178,14 @@ func (d *Device) crashImageLocked(o CrashOptions) []byte {
 		switch {
 		case x < o.KeepUnflushed:
 			w.Fate = Kept
-			copy(img[off:], data)
+			img.writeAt(data, off)
 		case x < o.KeepUnflushed+o.TearUnflushed:
 			w.Fate = Torn
 			end := off + int64(len(data))
 			for s := off; s < end; {
 				e := min((s/pbs+1)*pbs, end)
 				if rng.IntN(2) == 1 {
-					copy(img[s:e], data[s-off:e-off])
+					img.writeAt(data[s-off:e-off], s)
 					if o.Observe != nil {
 						w.NewBlocks = append(w.NewBlocks, s)
 					}

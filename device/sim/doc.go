@@ -1,6 +1,8 @@
 // Package sim is a deterministic simulated block device for tests.
 //
-// A *Device implements device.Device over an in-memory medium and adds the
+// A *Device implements device.Device over an in-memory medium (sparse: 64 KiB
+// chunks allocated on first write, so size costs nothing until written; up
+// to MaxSize = 1 TiB) and adds the
 // controls an invariant test needs to drive the exact interleavings the
 // aiodio design is built to survive (DESIGN §7):
 //

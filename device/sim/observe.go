@@ -1,8 +1,6 @@
 package sim
 
 import (
-	"bytes"
-
 	"github.com/aiodio/aiodio/device"
 )
 
@@ -109,14 +107,16 @@ func (d *Device) ReadRaw(off int64, n int) []byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s, e := d.clip(off, n)
-	return bytes.Clone(d.mu.medium[s:e])
+	b := make([]byte, e-s)
+	d.mu.medium.readAt(b, s)
+	return b
 }
 
 // Image returns a copy of the whole medium as reads see it now.
 func (d *Device) Image() []byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return bytes.Clone(d.mu.medium)
+	return d.mu.medium.bytes()
 }
 
 // DurableImage returns a copy of what is durable: what a crash that keeps
@@ -124,7 +124,7 @@ func (d *Device) Image() []byte {
 func (d *Device) DurableImage() []byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return bytes.Clone(d.mu.durable)
+	return d.mu.durable.bytes()
 }
 
 // Find returns the offset of the first occurrence of marker on the medium
@@ -135,7 +135,7 @@ func (d *Device) Find(marker []byte) int64 {
 	if len(marker) == 0 {
 		return -1
 	}
-	return int64(bytes.Index(d.mu.medium, marker))
+	return d.mu.medium.find(marker)
 }
 
 // WriteRaw stores p on the medium at off, durably and at once, bypassing
@@ -143,11 +143,20 @@ func (d *Device) Find(marker []byte) int64 {
 // medium while no request is in flight; unflushed cached writes over the
 // range would still overwrite it when flushed.
 func (d *Device) WriteRaw(off int64, p []byte) {
+	end := off + int64(len(p))
+	if off < 0 {
+		p = p[min(-off, int64(len(p))):]
+		off = 0
+	}
+	end = min(end, d.info.Size)
+	if off >= end {
+		return
+	}
+	p = p[:end-off]
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s, e := d.clip(off, len(p))
-	copy(d.mu.medium[s:e], p)
-	copy(d.mu.durable[s:e], p)
+	d.mu.medium.writeAt(p, off)
+	d.mu.durable.writeAt(p, off)
 }
 
 // Fill sets every byte of the medium, durably, to b and drops the write
@@ -164,7 +173,7 @@ func (d *Device) Poison(marker []byte) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	fillPattern(d.mu.medium, marker)
-	copy(d.mu.durable, d.mu.medium)
+	d.mu.medium.fill(marker)
+	d.mu.durable.fill(marker)
 	d.mu.cache = nil
 }

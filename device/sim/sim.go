@@ -19,9 +19,11 @@ const (
 	DefaultSectorSize = 512
 	DefaultMaxIO      = 1 << 20
 	DefaultLogLimit   = 1 << 16
-	// MaxSize bounds Options.Size: the medium and its durable copy live
-	// in memory.
-	MaxSize = 4 << 30
+	// MaxSize bounds Options.Size. The medium is sparse (64 KiB chunks
+	// allocated when first written), so a large device costs only what
+	// is written to it; Image, DurableImage and CrashImage materialize
+	// the whole device and suit small ones.
+	MaxSize = 1 << 40
 )
 
 // Options configure a simulated device. The zero value is a valid 8 MiB
@@ -117,7 +119,7 @@ type Device struct {
 		// medium is what reads see; durable what survives a crash (after
 		// a crash: the surviving image); cache the completed writes not
 		// yet flushed, oldest first.
-		medium, durable []byte
+		medium, durable *store
 		cache           []cacheEntry
 		faults          []*Injection
 		// crashAt is a pending CrashAfter.
@@ -152,7 +154,11 @@ func New(o Options) *Device {
 
 // Open returns an open simulated device, or an error wrapping EINVAL when
 // the options are invalid.
-func Open(o Options) (*Device, error) {
+func Open(o Options) (*Device, error) { return open(o, nil) }
+
+// open opens a device; img, when not nil, is its durable image (of o.Size
+// bytes; o.Image is then ignored) and becomes the device's.
+func open(o Options, img *store) (*Device, error) {
 	if o.SectorSize == 0 {
 		o.SectorSize = DefaultSectorSize
 	}
@@ -197,7 +203,7 @@ func Open(o Options) (*Device, error) {
 			o.MaxIO, o.SectorSize, syscall.EINVAL)
 	}
 	if o.Size < 0 || o.Size > MaxSize {
-		return nil, fmt.Errorf("sim: Size %d is outside [0, %d] (the medium lives in memory): %w",
+		return nil, fmt.Errorf("sim: Size %d is outside [0, %d] : %w",
 			o.Size, int64(MaxSize), syscall.EINVAL)
 	}
 	if o.Size%int64(o.SectorSize) != 0 || o.Size%int64(o.PhysicalBlockSize) != 0 {
@@ -229,10 +235,12 @@ func Open(o Options) (*Device, error) {
 	m := &d.mu
 	m.holdAll = o.Hold
 	m.active = make(map[*device.Request]*Pending)
-	m.medium = make([]byte, o.Size)
-	m.durable = make([]byte, o.Size)
-	copy(m.medium, o.Image)
-	copy(m.durable, o.Image)
+	if img == nil {
+		img = newStore(o.Size)
+		img.load(o.Image)
+	}
+	m.durable = img
+	m.medium = img.clone()
 	o.Image = nil
 	d.opts = o
 	m.rng = rand.New(rand.NewPCG(uint64(o.Seed), 0x5eed_a10d_10))

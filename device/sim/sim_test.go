@@ -863,3 +863,22 @@ func TestConcurrentCompleters(t *testing.T) {
 	d.ReleaseAll()
 	wg.Wait()
 }
+
+// TestLargeSparseDevice: a 1 TiB device costs only what is written to it.
+func TestLargeSparseDevice(t *testing.T) {
+	d := newDev(t, sim.Options{Size: sim.MaxSize, SectorSize: 4096, MemAlign: 4096})
+	d.Poison([]byte("STALE!"))
+	off := int64(sim.MaxSize - 8192)
+	mustDo(t, d, device.Write, off, filled(4096, 'e'))
+	mustDo(t, d, device.Flush, 0, nil)
+	got := aligned(8192)
+	mustDo(t, d, device.Read, off, got)
+	if !bytes.Equal(got[:4096], bytes.Repeat([]byte{'e'}, 4096)) || !bytes.Contains(got[4096:], []byte("STALE!")) {
+		t.Fatal("large device read back")
+	}
+	nd := d.Crash(sim.CrashOptions{})
+	defer nd.Close()
+	if !bytes.Equal(nd.ReadRaw(off, 4096), bytes.Repeat([]byte{'e'}, 4096)) || nd.Find([]byte("STALE!")) != 0 {
+		t.Fatal("large device after crash")
+	}
+}
