@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 	"syscall"
+
+	"github.com/aiodio/aiodio/internal/alignbuf"
 )
 
 // memBacking is an in-memory Backing that plays the layer above: disk holds
@@ -30,7 +32,8 @@ func (m *memBacking) Size() int64 {
 }
 
 func (m *memBacking) check(off int64, p []byte) error {
-	if off%PageSize != 0 || len(p)%PageSize != 0 || len(p) == 0 || len(p) > maxRunPages*PageSize {
+	if off%PageSize != 0 || len(p)%PageSize != 0 || len(p) == 0 || len(p) > maxRunPages*PageSize ||
+		!alignbuf.IsAligned(p, PageSize) {
 		err := fmt.Errorf("misaligned or oversized call off=%d len=%d: %w", off, len(p), syscall.EINVAL)
 		if m.bad == nil {
 			m.bad = err

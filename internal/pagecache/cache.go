@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/aiodio/aiodio/internal/alignbuf"
 )
 
 // PageSize is the size of a cached page in bytes.
@@ -21,6 +23,7 @@ const MaxFileSize int64 = 1 << 60
 
 const (
 	maxRunPages   = 256  // writeback/read runs: at most 1 MiB per Backing call
+	slabPages     = 64   // page buffers are allocated 64 at a time, page aligned
 	chunkPages    = 64   // pages handled per step of a write or a miss
 	minLimitPages = 1024 // 4 MiB: the smallest memory limit accepted
 	raInitPages   = 8    // initial readahead window (32 KiB)
@@ -28,8 +31,9 @@ const (
 	maxPageIdx    = MaxFileSize >> pageShift
 )
 
-// Backing is the file below the cache. Offsets are page aligned and lengths
-// multiples of PageSize. ReadPages returns zeros for holes and past the end of
+// Backing is the file below the cache. Offsets are page aligned, lengths
+// multiples of PageSize (at most 1 MiB), and buffers PageSize-aligned in
+// memory (usable for O_DIRECT device I/O as they are). ReadPages returns zeros for holes and past the end of
 // the file. WritePages does allocation, the data write and the
 // unwritten→written conversion, synchronously. Both may be called
 // concurrently for disjoint ranges.
@@ -82,7 +86,8 @@ type Cache struct {
 	cond      *sync.Cond // on mu: memory freed, dirty pages cleaned, close
 	lru       page       // sentinel; lru.next is the most recently added
 	lruLen    int64
-	free      [][]byte
+	free      [][]byte // page buffers not in use
+	created   int64    // page buffers ever allocated (= nPages + len(free))
 	nPages    int64
 	nDirty    int64 // pages dirty or under writeback
 	nReserved int64 // dirty budget reserved by writers in progress
@@ -101,7 +106,7 @@ type Cache struct {
 }
 
 var bouncePool = sync.Pool{New: func() any {
-	b := make([]byte, maxRunPages*PageSize)
+	b := alignbuf.Alloc(maxRunPages * PageSize)
 	return &b
 }}
 
@@ -279,16 +284,28 @@ func (c *Cache) alloc(dst [][]byte, n int) ([][]byte, error) {
 	c.nPages += int64(n)
 	c.peakPages = max(c.peakPages, c.nPages)
 	for range n {
-		if k := len(c.free); k > 0 {
-			dst = append(dst, c.free[k-1])
-			c.free[k-1] = nil
-			c.free = c.free[:k-1]
-		} else {
-			dst = append(dst, make([]byte, PageSize))
+		if len(c.free) == 0 {
+			c.growLocked()
 		}
+		k := len(c.free)
+		dst = append(dst, c.free[k-1])
+		c.free[k-1] = nil
+		c.free = c.free[:k-1]
 	}
 	c.mu.Unlock()
 	return dst, nil
+}
+
+// growLocked adds a slab of page-aligned page buffers to the free list
+// (c.mu held). Buffers are never returned to the Go heap while the Cache
+// lives; created never exceeds maxPages.
+func (c *Cache) growLocked() {
+	n := max(min(slabPages, c.maxPages-c.created), 1)
+	slab := alignbuf.Alloc(int(n) * PageSize)
+	for i := range int(n) {
+		c.free = append(c.free, slab[i*PageSize:(i+1)*PageSize:(i+1)*PageSize])
+	}
+	c.created += n
 }
 
 // pickVictims pops up to need pages from the LRU tail, giving referenced
