@@ -100,9 +100,9 @@ func (d *Device) Crash(o CrashOptions) *Device {
 // (capacity 1) then receives the new Device, as from Crash. The crash point
 // is the same for the same seed and submissions, which makes "power cut at
 // every point of a workload" tests replayable. A later call replaces an
-// earlier one not yet fired. The receiver must Close the new device. If
-// the device is closed (and drained) before the crash fires, nothing is
-// sent.
+// earlier one not yet fired. The receiver must Close the new device. On a
+// closed device, or if Close drains the device before the crash fires,
+// nothing is sent. o.Observe, if set, runs on a sim goroutine.
 func (d *Device) CrashAfter(n int, o CrashOptions) <-chan *Device {
 	ch := make(chan *Device, 1)
 	d.mu.Lock()
