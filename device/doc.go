@@ -17,6 +17,12 @@
 //     goroutines and releases the file descriptor;
 //   - the steady-state submit/complete path allocates nothing.
 //
+// Callers: a Done callback runs on an engine goroutine (the io_uring reaper,
+// a pool worker); it may Submit but must not call Close (Close waits for it).
+// Submit is variadic and called through an interface, so Submit(&req)
+// allocates its one-element slice; a hot path keeps a [1]*Request next to
+// its request and calls Submit(one[:]...) instead (see device/devbench).
+//
 // Decisions: requests larger than Info.MaxIO are rejected, not split (the
 // caller splits); every buffer of a vectored request must have a length that
 // is a multiple of the logical block size and an address aligned to MemAlign,

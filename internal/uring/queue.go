@@ -87,8 +87,13 @@ func (q *Queue) Commit() {
 		}
 		q.mu.Unlock()
 		_, errno := enter(q.ring.fd, n, 0, 0)
-		if errno == syscall.EAGAIN || errno == syscall.EBUSY {
+		switch errno {
+		case 0, syscall.EINTR:
+		case syscall.EAGAIN, syscall.EBUSY:
 			runtime.Gosched() // let the reaper free completion space
+		default:
+			// EBADF, EFAULT, EINVAL: the ring itself is broken.
+			panic(fmt.Sprintf("uring: io_uring_enter(submit %d): %v", n, errno))
 		}
 		q.mu.Lock()
 	}
