@@ -38,9 +38,14 @@ func BenchmarkReadSeq128K(b *testing.B) {
 	}
 }
 
-// BenchmarkReadRand4K: cached 4 KiB random ReadAt from GOMAXPROCS goroutines.
+// BenchmarkReadRand4K: cached 4 KiB random ReadAt from GOMAXPROCS goroutines
+// over a 64 MiB file (DRAM bound) and a 1 MiB one (overhead bound).
 func BenchmarkReadRand4K(b *testing.B) {
-	const size = 64 << 20
+	b.Run("64MiB", func(b *testing.B) { benchRand(b, 64<<20) })
+	b.Run("1MiB", func(b *testing.B) { benchRand(b, 1<<20) })
+}
+
+func benchRand(b *testing.B, size int64) {
 	f := benchFile(b, size)
 	b.SetBytes(PageSize)
 	b.ResetTimer()
@@ -49,7 +54,7 @@ func BenchmarkReadRand4K(b *testing.B) {
 		buf := make([]byte, PageSize)
 		r := rand.New(rand.NewPCG(rand.Uint64(), 1))
 		for pb.Next() {
-			if _, err := f.ReadAt(buf, int64(r.IntN(size/PageSize))*PageSize); err != nil {
+			if _, err := f.ReadAt(buf, int64(r.IntN(int(size/PageSize)))*PageSize); err != nil {
 				b.Error(err)
 				return
 			}
