@@ -78,6 +78,22 @@
 // Cache.mu, releases it, then locks the victim's File. Memory waits and dirty
 // throttling never happen with a File lock held.
 //
+// # How the layer above uses it (root package adapter)
+//
+//   - One File per inode (Cache.Open on first open, File.Close on last close).
+//   - Buffered write: File.WriteAt, then raise the in-memory size. The File
+//     remembers the highest offset written through it, so the order does not
+//     matter for correctness.
+//   - Buffered read: clip to EOF, then File.ReadAt (io.EOF is the caller's).
+//   - Truncate: File.Truncate(newSize) before changing the extent map / size.
+//   - Fallocate PUNCH_HOLE or ZERO_RANGE: File.Punch(off, n) before
+//     deallocating or zeroing the blocks (partial edge pages come out dirty
+//     with zeros); KEEP_SIZE preallocation needs nothing from the cache.
+//   - Direct I/O (I5): File.WriteAndWait(off, n), then File.Invalidate(off, n)
+//     — an error fails the op before submission — submit, and after
+//     completion File.Invalidate again (its error never changes the outcome).
+//   - Sync/O_DSYNC: File.Sync, then the metadata commit (rule O2).
+//
 // # Readahead
 //
 // Sequential reads (a read starting where the previous one ended) fill a

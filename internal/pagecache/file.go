@@ -34,7 +34,7 @@ type File struct {
 	b Backing
 
 	// mu protects pages, dirty, the flags and data of every page in them,
-	// wbCount, closed and the errseq fields.
+	// wbCount, errCount, closed, wend and the errseq fields.
 	mu       sync.RWMutex
 	cond     *sync.Cond // on mu (exclusive): a page stopped being busy or under writeback
 	pages    map[int64]*page
