@@ -1,0 +1,99 @@
+package meta
+
+import (
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/aiodio/aiodio/device/sim"
+	"github.com/aiodio/aiodio/internal/format"
+)
+
+// TestMkfsBadInput checks that bad block sizes and too-small devices are
+// refused with EINVAL/ENOSPC.
+func TestMkfsBadInput(t *testing.T) {
+	dev := sim.New(sim.Options{Size: 8 << 20, SectorSize: 4096})
+	defer dev.Close()
+	for _, bs := range []int{256, 3000, 131072, 2048} {
+		wantErr(t, Mkfs(dev, MkfsOptions{BlockSize: bs}), syscall.EINVAL, "block size")
+	}
+	small := sim.New(sim.Options{Size: 64 << 10, SectorSize: 512})
+	defer small.Close()
+	err := Mkfs(small, MkfsOptions{})
+	if !errors.Is(err, ErrTooSmall) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("small device: %v", err)
+	}
+}
+
+// TestMountForeign checks foreign, newer, truncated and tiny images.
+func TestMountForeign(t *testing.T) {
+	zeros := sim.New(sim.Options{Size: 1 << 20, SectorSize: 512})
+	defer zeros.Close()
+	_, err := Mount(zeros, MountOptions{})
+	if !errors.Is(err, ErrNotAiodio) || !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "zeros") {
+		t.Fatalf("zeros: %v", err)
+	}
+	if _, err := Fsck(zeros); !errors.Is(err, ErrNotAiodio) {
+		t.Fatalf("fsck zeros: %v", err)
+	}
+	ext := make([]byte, 1<<20)
+	ext[1080], ext[1081] = 0x53, 0xef
+	extDev := sim.New(sim.Options{Image: ext, SectorSize: 512})
+	defer extDev.Close()
+	if _, err := Mount(extDev, MountOptions{}); err == nil || !strings.Contains(err.Error(), "ext2/3/4") {
+		t.Fatalf("ext4: %v", err)
+	}
+
+	dev := sim.New(sim.Options{Size: 4 << 20, SectorSize: 512, WriteThrough: true})
+	defer dev.Close()
+	must(t, Mkfs(dev, MkfsOptions{}))
+	img := dev.Image()
+
+	// Newer version in both copies (valid crc).
+	newer := append([]byte(nil), img...)
+	sb, err := format.DecodeSuperblock(newer)
+	must(t, err)
+	sb.Version = format.Version + 1
+	sb.Encode(newer[0:])
+	sb.Encode(newer[4096:])
+	nd := sim.New(sim.Options{Image: newer, SectorSize: 512})
+	defer nd.Close()
+	if _, err := Mount(nd, MountOptions{}); !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "version 2") {
+		t.Fatalf("newer: %v", err)
+	}
+
+	// Truncated image: the device is smaller than the superblock says.
+	td := sim.New(sim.Options{Image: img[:2<<20], SectorSize: 512})
+	defer td.Close()
+	if _, err := Mount(td, MountOptions{}); !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("truncated: %v", err)
+	}
+	// A device smaller than one block.
+	tiny := sim.New(sim.Options{Image: img[:512], SectorSize: 512})
+	defer tiny.Close()
+	if _, err := Mount(tiny, MountOptions{}); err == nil {
+		t.Fatal("tiny device mounted")
+	}
+}
+
+// TestReadOnlyAndClosed checks update refusal on read-only and closed volumes.
+func TestReadOnlyAndClosed(t *testing.T) {
+	dev := sim.New(sim.Options{Size: 4 << 20, SectorSize: 512, WriteThrough: true})
+	defer dev.Close()
+	must(t, Mkfs(dev, MkfsOptions{}))
+	ro, err := Mount(dev, MountOptions{ReadOnly: true})
+	must(t, err)
+	_, _, err = ro.Create("a", 0o644, false)
+	wantErr(t, err, syscall.EROFS, "create on read-only")
+	wantErr(t, ro.Commit(), syscall.EROFS, "commit on read-only")
+	must(t, ro.Close())
+	f, err := Mount(dev, MountOptions{})
+	must(t, err)
+	must(t, f.Close())
+	_, _, err = f.Create("a", 0o644, false)
+	wantErr(t, err, syscall.EBADF, "create after close")
+	_, err = f.Lookup(".")
+	wantErr(t, err, syscall.EBADF, "lookup after close")
+	must(t, f.Close())
+}
