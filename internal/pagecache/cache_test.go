@@ -616,3 +616,52 @@ func TestWrittenPastSizeNotZeroFilled(t *testing.T) {
 		t.Fatal("test expects the backing size untouched")
 	}
 }
+
+// TestDirtyAgeWriteback: the flusher writes a dirty file back on its own
+// once it is older than DirtyAge (no Sync).
+func TestDirtyAgeWriteback(t *testing.T) {
+	_, b, f := newTest(t, Options{DirtyAge: time.Millisecond})
+	data := fill(3*PageSize+5, 0x42)
+	mustWrite(t, f, b, data, 7)
+	waitFor(t, "background writeback by age", func() bool {
+		return bytes.Equal(b.diskAt(7, int64(len(data))), data)
+	})
+	waitFor(t, "pages clean", func() bool { return f.c.Stats().DirtyPages == 0 })
+}
+
+// TestDirectIOSequence plays the I5 sequence the direct path uses (seeds
+// 001 and 004): dirty cached data is written back before the direct op,
+// clean pages are invalidated before and after it, and a later buffered
+// read sees the direct write, not the stale cached page.
+func TestDirectIOSequence(t *testing.T) {
+	_, b, f := newTest(t, Options{DirtyAge: time.Hour})
+	mustWrite(t, f, b, fill(4*PageSize, 1), 0)
+	// Before the direct write: Invalidate alone must refuse (dirty).
+	if err := f.Invalidate(PageSize, 2*PageSize); !errors.Is(err, syscall.EBUSY) {
+		t.Fatalf("Invalidate before write-back: %v, want EBUSY", err)
+	}
+	if err := f.WriteAndWait(PageSize, 2*PageSize); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b.diskAt(PageSize, 2*PageSize), fill(2*PageSize, 1)) {
+		t.Fatal("WriteAndWait did not put the range on disk (seed 001)")
+	}
+	if err := f.Invalidate(PageSize, 2*PageSize); err != nil {
+		t.Fatal(err)
+	}
+	// "Direct write" straight to the disk.
+	b.mu.Lock()
+	copy(b.disk[PageSize:], fill(2*PageSize, 2))
+	b.mu.Unlock()
+	if err := f.Invalidate(PageSize, 2*PageSize); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 4*PageSize)
+	if _, err := f.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := append(append(fill(PageSize, 1), fill(2*PageSize, 2)...), fill(PageSize, 1)...)
+	if !bytes.Equal(got, want) {
+		t.Fatal("buffered read after direct write returned stale cached data (seed 004)")
+	}
+}
