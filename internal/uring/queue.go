@@ -111,6 +111,11 @@ func (q *Queue) handle(ud uint64, res int32) {
 
 func (q *Queue) reaper() {
 	defer close(q.done)
+	// One OS thread for the reaper: the kernel attaches io-wq workers and
+	// task work to the submitting thread, so keeping the reaper (which does
+	// most submissions) on one thread keeps one worker pool warm.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	q.mu.Lock()
 	q.reaping = true
 	q.mu.Unlock()
