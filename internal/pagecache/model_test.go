@@ -21,6 +21,9 @@ func TestModel(t *testing.T) {
 		b := &memBacking{}
 		f := c.Open(b)
 		var oracle []byte
+		// failing: WritePages fails with EIO now. sawFailure: a failure
+		// may not have been reported by Sync yet (errseq).
+		failing, sawFailure := false, false
 		const span = 12 * PageSize
 		offGen := rapid.Int64Range(0, span)
 		lenGen := rapid.Int64Range(0, 3*PageSize+7)
@@ -96,10 +99,27 @@ func TestModel(t *testing.T) {
 				}
 			},
 			"sync": func(rt *rapid.T) {
-				if err := f.Sync(); err != nil {
+				err := f.Sync()
+				if failing {
+					if err != nil && !errors.Is(err, syscall.EIO) {
+						rt.Fatalf("Sync on a failing disk: %v", err)
+					}
+					return // EIO reported (pages stay dirty), or nothing was dirty
+				}
+				if err != nil && !(sawFailure && errors.Is(err, syscall.EIO)) {
 					rt.Fatalf("Sync: %v", err)
 				}
+				// Reported now if it was pending; either way everything
+				// is on the disk.
+				sawFailure = false
 				checkDisk(rt, 0, int64(len(oracle)))
+			},
+			"toggleDiskFailure": func(rt *rapid.T) {
+				failing = !failing
+				if failing {
+					sawFailure = true
+				}
+				b.setFail(failing)
 			},
 			"invalidate": func(rt *rapid.T) {
 				off, n := offGen.Draw(rt, "off"), lenGen.Draw(rt, "n")
@@ -110,6 +130,9 @@ func TestModel(t *testing.T) {
 			"writeAndWait": func(rt *rapid.T) {
 				off, n := offGen.Draw(rt, "off"), lenGen.Draw(rt, "n")
 				if err := f.WriteAndWait(off, n); err != nil {
+					if errors.Is(err, syscall.EIO) && failing {
+						return
+					}
 					rt.Fatalf("WriteAndWait(%d, %d): %v", off, n, err)
 				}
 				checkDisk(rt, off, n)
@@ -123,6 +146,14 @@ func TestModel(t *testing.T) {
 				}
 			},
 		})
+		b.setFail(false)
+		if err := f.Sync(); err != nil && !(sawFailure && errors.Is(err, syscall.EIO)) {
+			rt.Fatalf("Sync after the disk recovered: %v", err)
+		}
+		if err := f.Sync(); err != nil {
+			rt.Fatalf("second Sync after the disk recovered: %v", err)
+		}
+		checkDisk(rt, 0, int64(len(oracle)))
 		if err := f.Close(); err != nil {
 			rt.Fatalf("Close: %v", err)
 		}
