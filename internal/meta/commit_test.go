@@ -1,20 +1,23 @@
 package meta
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"sync"
 	"testing"
 
+	"github.com/aiodio/aiodio/device"
 	"github.com/aiodio/aiodio/device/sim"
 )
 
 // TestCommitFlushesDataFirst is the O2 test: a data write that completed
 // (sitting in the volatile cache, not flushed) before ConvertWritten must be
-// durable once Commit returns, because Commit flushes before writing the
-// journal. Power is then cut keeping nothing unflushed: the block must be
-// written and hold the data. Disabling the first flush in roundLocked makes
-// the data vanish while the extent says written (checked by hand once).
+// durable before the journal write exposing it is even submitted. The
+// journal write is held when submitted; at that moment the sim must report
+// no unflushed completed write. Then power is cut keeping nothing unflushed:
+// the block must be written and hold the data. Removing the first flush in
+// roundLocked makes this test fail (checked by hand once).
 func TestCommitFlushesDataFirst(t *testing.T) {
 	dev := sim.New(sim.Options{Size: 4 << 20, SectorSize: 512, Seed: 1})
 	defer dev.Close()
@@ -28,7 +31,18 @@ func TestCommitFlushesDataFirst(t *testing.T) {
 	must(t, f.Commit())
 	must(t, writeTag(dev, m[0].DevBlock*4096, 4096, 0xfeed))
 	must(t, f.ConvertWritten(ino, 0, 1, 100))
-	must(t, f.Commit())
+	jlo, jhi := int64(f.sb.JournalStart)*4096, int64(f.sb.JournalStart+f.sb.JournalBlocks)*4096
+	dev.HoldIf(func(r *device.Request) bool { return r.Kind == device.Write && r.Off >= jlo && r.Off < jhi })
+	errc := make(chan error, 1)
+	go func() { errc <- f.Commit() }()
+	held, err := dev.WaitHeld(context.Background(), 1)
+	must(t, err)
+	if n := dev.Unflushed(); n != 0 {
+		t.Fatalf("journal write %v submitted with %d completed writes not flushed (O2)", held[0], n)
+	}
+	dev.HoldIf(nil)
+	dev.ReleaseAll()
+	must(t, <-errc)
 	nd := dev.Crash(sim.CrashOptions{})
 	defer nd.Close()
 	g, err := Mount(nd, MountOptions{})
