@@ -17,6 +17,7 @@ type memBacking struct {
 	size      int64
 	disk      []byte
 	failWrite bool
+	failErrno syscall.Errno // errno of failed writes; 0 means EIO
 	writes    int
 	reads     int
 	// gate, when non-nil, makes WritePages signal entered and wait for gate.
@@ -75,7 +76,11 @@ func (m *memBacking) WritePages(off int64, p []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.failWrite {
-		return fmt.Errorf("mem: write at %d: %w", off, syscall.EIO)
+		errno := m.failErrno
+		if errno == 0 {
+			errno = syscall.EIO
+		}
+		return fmt.Errorf("mem: write at %d: %w", off, errno)
 	}
 	m.writes++
 	if end := off + int64(len(p)); end > int64(len(m.disk)) {

@@ -94,6 +94,7 @@ type Cache struct {
 	peakPages int64
 	peakDirty int64
 	wbErrSeq  uint64 // bumped on every writeback error
+	wbErr     error  // the last writeback error
 	files     map[*File]struct{}
 	closing   bool
 	closed    bool
@@ -339,7 +340,8 @@ func (c *Cache) reserveDirty(k int64) error {
 			return errClosed
 		}
 		if c.wbErrSeq != seq {
-			return fmt.Errorf("pagecache: dirty limit reached and writeback is failing: %w", syscall.EIO)
+			// Keep the errno (EIO, or ENOSPC from delayed allocation).
+			return fmt.Errorf("pagecache: dirty limit reached and writeback is failing: %w", c.wbErr)
 		}
 		if !waited {
 			waited = true

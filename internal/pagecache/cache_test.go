@@ -665,3 +665,26 @@ func TestDirectIOSequence(t *testing.T) {
 		t.Fatal("buffered read after direct write returned stale cached data (seed 004)")
 	}
 }
+
+// TestENOSPCAtWriteback: with delayed allocation a full volume shows up at
+// Sync with ENOSPC (errno kept); Truncate drops the stuck dirty pages.
+func TestENOSPCAtWriteback(t *testing.T) {
+	c, b, f := newTest(t, Options{DirtyAge: time.Hour})
+	b.mu.Lock()
+	b.failWrite, b.failErrno = true, syscall.ENOSPC
+	b.mu.Unlock()
+	mustWrite(t, f, b, fill(3*PageSize, 1), 0)
+	if err := f.Sync(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Sync on a full volume: %v, want ENOSPC", err)
+	}
+	if err := f.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	b.truncate(0)
+	if s := c.Stats(); s.DirtyPages != 0 || s.Pages != 0 {
+		t.Fatalf("Truncate(0) left %+v", s)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("Sync after Truncate: %v", err)
+	}
+}

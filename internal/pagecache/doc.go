@@ -46,7 +46,13 @@
 //     about to dirty them, ≤ DirtyLimit/PageSize. A writer that would exceed it
 //     waits (throttling) on a condition while the flusher writes back; memory
 //     does not grow. If a writeback error happens while a writer waits, that
-//     writer fails with the error (EIO) rather than waiting forever.
+//     writer fails with that error's errno (EIO, or ENOSPC from delayed
+//     allocation) rather than waiting forever.
+//   - Consequence of delayed allocation: a full volume shows up as ENOSPC
+//     from Sync/WriteAndWait/Close (and from throttled writers), not from
+//     the WriteAt that dirtied the page; the pages stay dirty until Truncate,
+//     Punch or Close drops them. Reserving space at write time would need a
+//     reservation call in Backing (not in the contract yet).
 //   - I5 support: WriteAndWait writes back the dirty pages of a range and
 //     waits for every writeback in flight there; Invalidate drops the clean
 //     pages of a range and fails with EBUSY (after dropping what it can) when a

@@ -636,6 +636,7 @@ func (f *File) completeWriteback(run []*page, err error) {
 		f.lastErr = err
 		f.dirtiedWhen = time.Now() // back off: retried after DirtyAge
 		c.wbErrSeq++
+		c.wbErr = err
 		c.wbErrors.Add(1)
 	}
 	c.cond.Broadcast()
