@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"errors"
 	"syscall"
 
 	"github.com/aiodio/aiodio/internal/format"
@@ -48,7 +49,22 @@ func (f *FS) Extents(ino Ino) ([]Mapping, error) {
 // ENOSPC (counting only blocks allocatable now, not those pending free)
 // leaves nothing changed. The size is not changed.
 func (f *FS) AllocUnwritten(ino Ino, fileBlock, count int64) error {
-	return inoErr("alloc", ino, f.update(func() (bool, error) {
+	err := f.allocUnwritten(ino, fileBlock, count)
+	if errors.Is(err, syscall.ENOSPC) {
+		// Blocks freed by records not yet durable may cover the request:
+		// commit to release them (O3), then retry once, as jbd2 does.
+		f.mu.RLock()
+		pending := f.pendingN
+		f.mu.RUnlock()
+		if pending > 0 && f.Commit() == nil {
+			err = f.allocUnwritten(ino, fileBlock, count)
+		}
+	}
+	return inoErr("alloc", ino, err)
+}
+
+func (f *FS) allocUnwritten(ino Ino, fileBlock, count int64) error {
+	return f.update(func() (bool, error) {
 		if err := f.usableLocked(); err != nil {
 			return false, err
 		}
@@ -90,7 +106,7 @@ func (f *FS) AllocUnwritten(ino Ino, fileBlock, count int64) error {
 			}
 		}
 		return full, nil
-	}))
+	})
 }
 
 // goalLocked picks the device block to allocate file block fb at: continuing

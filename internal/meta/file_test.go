@@ -68,10 +68,18 @@ func TestENOSPCClean(t *testing.T) {
 	if s := f.Stats(); s.PendingBlocks != 10 || s.FreeBlocks != 0 {
 		t.Fatalf("stats after punch: %+v", s)
 	}
-	wantErr(t, f.AllocUnwritten(b, 0, 1), syscall.ENOSPC, "freed block reused before commit (O3)")
-	must(t, f.Commit())
+	// The freed blocks are pending: allocating them forces a commit first
+	// (O3), then succeeds.
+	commits := f.Stats().Commits
 	must(t, f.AllocUnwritten(b, 0, 10))
-	// Truncate and unlink free too, also only after commit.
+	if s := f.Stats(); s.Commits != commits+1 || s.PendingBlocks != 0 {
+		t.Fatalf("allocation of pending blocks did not commit first: %+v", s)
+	}
+	if f.durable != f.lastLSN-1 { // everything but b's own allocation record is durable
+		t.Fatalf("durable LSN %d, last %d", f.durable, f.lastLSN)
+	}
+	wantErr(t, f.AllocUnwritten(b, 10, 1), syscall.ENOSPC, "still full")
+	// Truncate and unlink free too, and those blocks are allocatable only after commit.
 	must(t, f.Truncate(a, 0))
 	must(t, f.Unlink("b"))
 	if s := f.Stats(); s.FreeBlocks != 0 || s.PendingBlocks != data {
