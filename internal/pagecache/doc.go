@@ -99,11 +99,19 @@
 //     — an error fails the op before submission — submit, and after
 //     completion File.Invalidate again (its error never changes the outcome).
 //   - Sync/O_DSYNC: File.Sync, then the metadata commit (rule O2).
+//   - Exclusion: Truncate and Punch drop pages, but a read that starts
+//     after they return and before the extent map changes could cache the
+//     old blocks again. The caller holds the inode lock exclusively across
+//     "cache op + extent change" and shared across buffered reads and
+//     writes (Linux's invalidate_lock); the cache itself stays memory-safe
+//     and consistent without it.
 //
 // # Readahead
 //
 // Sequential reads (a read starting where the previous one ended) fill a
 // window that starts at 32 KiB and doubles up to 1 MiB (bounded by Limit/8
 // and by Backing.Size); a mark in the middle of the window makes a later
-// sequential hit fetch the next window. A random read resets the window.
+// sequential hit fetch the next window (synchronously, by that reader: no
+// readahead goroutine). A random read resets the window. The state is per
+// File, i.e. per inode, not per open.
 package pagecache
