@@ -1,0 +1,71 @@
+// Package dio is aiodio's direct-I/O engine: it moves data between the
+// caller's buffer and the device with no page cache in between,
+// asynchronously, following DESIGN §6 step by step. It sits on
+// device.Device, on the extent maps of internal/meta (through Extents) and
+// on the page cache of the inode (through Cache, for coherence and for the
+// buffered fallback). It owns the per-inode direct-path state (Inode: the
+// inode lock, the dio drain, the block range locks and the trusted size)
+// and the per-volume Engine (end-I/O workers, pooled op state and bounce
+// buffers). The root package keeps one Inode per open inode and one Engine
+// per volume, and maps Op completions to File and Ring results.
+//
+// # The write, as built here
+//
+//  1. Validate; with StrictAlignment, EINVAL for an offset or length that is
+//     not a multiple of the logical sector size or a buffer not aligned to
+//     the device's MemAlign (Linux O_DIRECT). RWF_NOWAIT turns every lock or
+//     drain wait into EAGAIN.
+//  2. Inode lock shared, or exclusive (then drain) when the write starts
+//     past a size that ends inside a block: the tail of that block is
+//     zeroed first (meta.Truncate leaves it to us; I1).
+//  3. Write back and invalidate the cached pages of the range (I5). A
+//     failure rejects the op: nothing was submitted (seed 004).
+//  4. Drain.Begin; map; under BufferedFallback end the direct part at the
+//     first hole inside the size; take one block range lock over every
+//     block that is not written (allocation, zero padding of partial
+//     blocks, conversion) and, without StrictAlignment, over edge blocks
+//     whose partial sectors need read-modify-write (I6, seed 002); map
+//     again under it; allocate holes unwritten.
+//  5. Build requests (one buffer, coalesced across contiguous extents,
+//     split at MaxIO; misaligned memory and padding go through a pooled
+//     bounce buffer), submit. The op holds one reference for the submitter
+//     and one per request (seed 003's bio_count, without its race).
+//  6. Release the inode lock; drop the submitter's reference. The last
+//     reference runs end-I/O: convert unwritten→written and raise the size
+//     (ConvertWritten, then Inode.size: I8), Commit for DSYNC (I10),
+//     invalidate again (its error ignored, I5), release the range lock,
+//     Drain.End, deliver the completion once (I2). End-I/O that may block
+//     (conversion may group-commit, DSYNC commits) runs on the Engine's
+//     end-I/O workers, never on a device callback; the rest runs inline.
+//  7. Fallback: the submitter waits for every submitted request (I3, seed
+//     000), writes the remainder from the exact byte the direct part ended
+//     through the cache, writes it back and waits (I10), and completes once
+//     with the total (I4, seed 003). Such a write completes before Write
+//     returns (the 2003 design made extending AIO synchronous the same way).
+//
+// Reads hold the inode lock shared until submission, write back dirty
+// cached pages first (I5), read the size under the lock and clip to it
+// (I4, I8), fill holes and unwritten blocks with zeros without I/O (I1),
+// and zero the bytes past EOF of the last sector read.
+//
+// # Errors and completion (I2)
+//
+// Read and Write either return an error — the op is rejected, nothing was
+// submitted, Done is never called — or return nil, and Done is called
+// exactly once. A device error on any request of an op completes the op
+// once with that error (N = 0), after every request finished, with its
+// range lock released and the drain ended (I9); blocks of a failed write
+// stay unwritten and the size is not raised.
+//
+// # Known limits
+//
+//   - Sub-sector read-modify-write (StrictAlignment false) of a written
+//     block is serialized against other range-lock holders only; an
+//     aligned overwrite of the same sector running at the same moment takes
+//     no lock and may be undone by the RMW (the result is one of the two
+//     writes per byte range, but not linearizable per sector).
+//   - A short device transfer fails the op with EIO instead of resubmitting
+//     the remainder.
+//   - RWF_NOWAIT does not avoid waiting for a write-back of dirty cached
+//     pages in the range.
+package dio
