@@ -1,0 +1,96 @@
+package device
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/aiodio/aiodio/internal/alignbuf"
+	"github.com/aiodio/aiodio/internal/testenv"
+	"github.com/aiodio/aiodio/internal/uring"
+)
+
+// TestUringRetries feeds the engine's completion handler the results the
+// kernel may give (EAGAIN, EINTR, a short transfer, a hard error) for a
+// request it owns, and checks each is retried for exactly the remainder or
+// reported once.
+func TestUringRetries(t *testing.T) {
+	perr := uring.Probe()
+	testenv.Need(t, "io_uring", perr == nil, "io_uring_setup failed")
+	dev, err := Open(filepath.Join(t.TempDir(), "img"), OpenOptions{Engine: "uring", Create: true, Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	d := dev.(*uringDev)
+	want := alignbuf.Alloc(16384)
+	for i := range want {
+		want[i] = byte(i*13 + 5)
+	}
+	done := make(chan *Request, 1)
+	w := &Request{Kind: Write, Buf: want, Done: func(r *Request) { done <- r }}
+	if _, err := d.Submit(w); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+
+	// fake takes a slot for r as Submit would, then delivers res for it as
+	// if the kernel had completed its first SQE with res.
+	fake := func(r *Request, res int32) {
+		d.mu.Lock()
+		i := d.free[len(d.free)-1]
+		d.free = d.free[:len(d.free)-1]
+		d.pending++
+		d.mu.Unlock()
+		s := &d.slots[i]
+		s.req, s.done, s.total = r, 0, r.Len()
+		d.complete(uint64(i), res)
+	}
+	for _, c := range []struct {
+		name string
+		res  int32
+	}{
+		{"EAGAIN", -int32(syscall.EAGAIN)},
+		{"EINTR", -int32(syscall.EINTR)},
+		{"short 512", 512},
+		{"short 12288", 12288},
+	} {
+		got := alignbuf.Alloc(16384)
+		r := &Request{Kind: Read, Buf: got, Done: func(r *Request) { done <- r }}
+		if c.res > 0 {
+			// The "first part" must really be there: fill it like the kernel would have.
+			copy(got[:c.res], want[:c.res])
+		}
+		fake(r, c.res)
+		r = <-done
+		if r.Err != nil || r.N != len(got) || !bytes.Equal(got, want) {
+			t.Fatalf("%s: N=%d err=%v equal=%v; want the whole read retried", c.name, r.N, r.Err, bytes.Equal(got, want))
+		}
+	}
+	// A vectored read with a short first completion ending inside buffer 1.
+	bufs := [][]byte{alignbuf.Alloc(4096), alignbuf.Alloc(8192), alignbuf.Alloc(4096)}
+	copy(bufs[0], want[:4096])
+	copy(bufs[1][:2048], want[4096:6144])
+	r := &Request{Kind: Read, Bufs: bufs, Done: func(r *Request) { done <- r }}
+	fake(r, 6144)
+	r = <-done
+	if r.Err != nil || r.N != 16384 || !bytes.Equal(bytes.Join(bufs, nil), want) {
+		t.Fatalf("vectored short: N=%d err=%v", r.N, r.Err)
+	}
+	// A hard error is reported once, with the errno and no retry.
+	r = &Request{Kind: Read, Buf: alignbuf.Alloc(4096), Done: func(r *Request) { done <- r }}
+	fake(r, -int32(syscall.EIO))
+	r = <-done
+	if !errors.Is(r.Err, syscall.EIO) || r.N != 0 {
+		t.Fatalf("EIO: N=%d err=%v", r.N, r.Err)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("extra completion %+v", r)
+	default:
+	}
+}
