@@ -13,7 +13,7 @@ import (
 
 // corruptBase builds a volume image with a checkpoint (after Close) plus
 // committed journal chunks on top, and returns it with its state dump.
-func corruptBase(t *testing.T) (img []byte, want string, sb format.Superblock) {
+func corruptBase(t testing.TB) (img []byte, want string, sb format.Superblock) {
 	dev := sim.New(sim.Options{Size: 1 << 20, SectorSize: 512, WriteThrough: true})
 	defer dev.Close()
 	must(t, Mkfs(dev, MkfsOptions{BlockSize: 1024}))

@@ -187,7 +187,11 @@ func (f *FS) DataBlocks() int64 { return f.dataEnd - f.dataStart }
 func (f *FS) Device() device.Device { return f.dev }
 
 // UUID returns the volume's identifier.
-func (f *FS) UUID() [16]byte { return f.sb.UUID }
+func (f *FS) UUID() [16]byte {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.sb.UUID
+}
 
 // Close commits everything queued, writes a checkpoint (so the next mount
 // replays nothing) and makes later calls fail with ErrClosed. It does not
