@@ -11,6 +11,8 @@ import (
 // in Submit). sectorSize is rounded up to a power of two of at least 512, size
 // is rounded down to a multiple of it; a negative size counts as 0.
 // MemAlign is 512, like most real disks, so alignment bugs surface here too.
+// Memory is allocated in 1 MiB chunks on first write (never-written ranges
+// read as zeros), so a large device costs only what is written to it.
 func NewMemory(size int64, sectorSize int) Device {
 	ss := 512
 	for ss < sectorSize && ss < 1<<20 {
@@ -25,7 +27,7 @@ func NewMemory(size int64, sectorSize int) Device {
 		workers = 4
 	}
 	m := &memDevice{
-		data: make([]byte, size),
+		chunks: make(map[int64][]byte),
 		info: Info{
 			Size:              size,
 			LogicalBlockSize:  ss,
@@ -40,14 +42,16 @@ func NewMemory(size int64, sectorSize int) Device {
 	return m
 }
 
+const memChunk = 1 << 20
+
 type memDevice struct {
 	info Info
-	// mu protects the contents of data: reads share it, writes hold it
-	// exclusively (concurrent overlapping requests are the caller's race,
-	// not a data race here).
-	mu    sync.RWMutex
-	data  []byte
-	queue *queue
+	// mu protects chunks and their contents: reads share it, writes hold
+	// it exclusively (concurrent overlapping requests are the caller's
+	// race, not a data race here).
+	mu     sync.RWMutex
+	chunks map[int64][]byte // chunk index -> memChunk bytes
+	queue  *queue
 }
 
 func (m *memDevice) Info() Info { return m.info }
@@ -65,40 +69,52 @@ func (m *memDevice) Submit(reqs ...*Request) (int, error) {
 }
 
 func (m *memDevice) serve(r *Request) {
+	r.N, r.Err = 0, nil
 	switch r.Kind {
-	case Flush:
-		r.N, r.Err = 0, nil
 	case Read:
 		m.mu.RLock()
 		r.N = m.xfer(r, false)
 		m.mu.RUnlock()
-		r.Err = nil
 	case Write:
 		m.mu.Lock()
 		r.N = m.xfer(r, true)
 		m.mu.Unlock()
-		r.Err = nil
 	}
 }
 
 func (m *memDevice) xfer(r *Request, write bool) int {
 	off := r.Off
-	do := func(b []byte) {
-		if write {
-			copy(m.data[off:], b)
-		} else {
-			copy(b, m.data[off:])
-		}
+	if r.Bufs == nil {
+		m.copyAt(r.Buf, off, write)
+		return len(r.Buf)
+	}
+	for _, b := range r.Bufs {
+		m.copyAt(b, off, write)
 		off += int64(len(b))
 	}
-	if r.Bufs == nil {
-		do(r.Buf)
-	} else {
-		for _, b := range r.Bufs {
-			do(b)
-		}
-	}
 	return int(off - r.Off)
+}
+
+// copyAt moves b to or from the medium at off, chunk by chunk.
+func (m *memDevice) copyAt(b []byte, off int64, write bool) {
+	for len(b) > 0 {
+		idx, in := off/memChunk, int(off%memChunk)
+		n := min(len(b), memChunk-in)
+		c := m.chunks[idx]
+		switch {
+		case write && c == nil:
+			c = make([]byte, memChunk)
+			m.chunks[idx] = c
+			fallthrough
+		case write:
+			copy(c[in:], b[:n])
+		case c == nil:
+			clear(b[:n])
+		default:
+			copy(b[:n], c[in:])
+		}
+		b, off = b[n:], off+int64(n)
+	}
 }
 
 func (m *memDevice) Close() error {

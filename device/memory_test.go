@@ -1,10 +1,12 @@
 package device_test
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/aiodio/aiodio/device"
 	"github.com/aiodio/aiodio/device/devicetest"
+	"github.com/aiodio/aiodio/internal/alignbuf"
 )
 
 func TestMemoryConformance(t *testing.T) {
@@ -32,5 +34,38 @@ func TestNewMemoryBadArgs(t *testing.T) {
 		if err := d.Close(); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+func TestMemoryHugeSparse(t *testing.T) {
+	// 1 TiB costs only what is written.
+	devicetest.Run(t, func(t *testing.T) device.Device { return device.NewMemory(1<<40, 4096) })
+}
+
+func TestMemoryAcrossChunks(t *testing.T) {
+	d := device.NewMemory(4<<20, 512)
+	defer d.Close()
+	want := alignbuf.Alloc(3 << 20)
+	for i := range want {
+		want[i] = byte(i/512 + 1)
+	}
+	done := make(chan *device.Request, 1)
+	off := int64(1<<20 - 512)
+	w := &device.Request{Kind: device.Write, Off: off, Bufs: [][]byte{want[:1<<20], want[1<<20 : 2<<20]}, Done: func(r *device.Request) { done <- r }}
+	if _, err := d.Submit(w); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	got := alignbuf.Alloc(2<<20 + 1024)
+	r := &device.Request{Kind: device.Read, Off: off - 512, Bufs: [][]byte{got[:1<<20], got[1<<20:]}, Done: func(r *device.Request) { done <- r }}
+	if _, err := d.Submit(r); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if r.Err != nil || r.N != len(got) {
+		t.Fatalf("read: %d %v", r.N, r.Err)
+	}
+	if !bytes.Equal(got[:512], make([]byte, 512)) || !bytes.Equal(got[512:512+2<<20], want[:2<<20]) || !bytes.Equal(got[512+2<<20:], make([]byte, 512)) {
+		t.Fatal("data across chunk boundaries differs")
 	}
 }
