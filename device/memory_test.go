@@ -45,19 +45,20 @@ func TestMemoryHugeSparse(t *testing.T) {
 func TestMemoryAcrossChunks(t *testing.T) {
 	d := device.NewMemory(4<<20, 512)
 	defer d.Close()
-	want := alignbuf.Alloc(3 << 20)
+	const n = 512 << 10
+	want := alignbuf.Alloc(n)
 	for i := range want {
 		want[i] = byte(i/512 + 1)
 	}
 	done := make(chan *device.Request, 1)
-	off := int64(1<<20 - 512)
-	w := &device.Request{Kind: device.Write, Off: off, Bufs: [][]byte{want[:1<<20], want[1<<20 : 2<<20]}, Done: func(r *device.Request) { done <- r }}
+	off := int64(1<<20 - n/2) // straddles the first 1 MiB chunk boundary
+	w := &device.Request{Kind: device.Write, Off: off, Bufs: [][]byte{want[:n/2], want[n/2:]}, Done: func(r *device.Request) { done <- r }}
 	if _, err := d.Submit(w); err != nil {
 		t.Fatal(err)
 	}
 	<-done
-	got := alignbuf.Alloc(2<<20 + 1024)
-	r := &device.Request{Kind: device.Read, Off: off - 512, Bufs: [][]byte{got[:1<<20], got[1<<20:]}, Done: func(r *device.Request) { done <- r }}
+	got := alignbuf.Alloc(n + 1024)
+	r := &device.Request{Kind: device.Read, Off: off - 512, Bufs: [][]byte{got[:n/2], got[n/2:]}, Done: func(r *device.Request) { done <- r }}
 	if _, err := d.Submit(r); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func TestMemoryAcrossChunks(t *testing.T) {
 	if r.Err != nil || r.N != len(got) {
 		t.Fatalf("read: %d %v", r.N, r.Err)
 	}
-	if !bytes.Equal(got[:512], make([]byte, 512)) || !bytes.Equal(got[512:512+2<<20], want[:2<<20]) || !bytes.Equal(got[512+2<<20:], make([]byte, 512)) {
+	if !bytes.Equal(got[:512], make([]byte, 512)) || !bytes.Equal(got[512:512+n], want) || !bytes.Equal(got[512+n:], make([]byte, 512)) {
 		t.Fatal("data across chunk boundaries differs")
 	}
 }
