@@ -86,14 +86,14 @@ func isHole(ext []format.Extent, fb, end int64) bool {
 // to; it returns the number of blocks changed.
 func extSetState(ext []format.Extent, fb, end int64, from, to uint8) ([]format.Extent, int64) {
 	i := extIndex(ext, fb)
-	any := false
+	found := false
 	for k := i; k < len(ext) && ext[k].FileBlock < end; k++ {
 		if ext[k].State == from {
-			any = true
+			found = true
 			break
 		}
 	}
-	if !any {
+	if !found {
 		return ext, 0
 	}
 	ext, i, j := carve(ext, fb, end)

@@ -154,13 +154,20 @@ func (f *FS) SetSize(ino Ino, size int64) error {
 	}))
 }
 
-// Truncate sets the size and frees every block from ceil(size/BlockSize) on
-// (also unwritten blocks past EOF). The blocks become allocatable once the
-// record is durable (O3). Data in the last partial block is not touched:
-// the caller zeroes its tail before the file can grow over it again (I1).
+// Truncate sets the size. Shrinking frees every block from
+// ceil(size/BlockSize) on (also unwritten blocks past EOF; so does
+// truncating to the current size); growing is
+// SetSize and keeps blocks preallocated past EOF. Freed blocks become
+// allocatable once the record is durable (O3). Data in the last partial
+// block is not touched: the caller zeroes its tail before the file can grow
+// over it again (I1).
 func (f *FS) Truncate(ino Ino, size int64) error {
 	return inoErr("truncate", ino, f.update(func() (bool, error) {
-		return f.doLocked(&format.Record{Type: format.RecSetSize, Flags: format.FlagTruncate, Ino: uint64(ino), Size: size, Time: now()})
+		flags := uint8(format.FlagTruncate)
+		if n, err := f.file(ino); err == nil && size > n.size {
+			flags = 0
+		}
+		return f.doLocked(&format.Record{Type: format.RecSetSize, Flags: flags, Ino: uint64(ino), Size: size, Time: now()})
 	}))
 }
 

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"io/fs"
@@ -124,7 +125,9 @@ func Mkfs(dev device.Device, o MkfsOptions) error {
 		Mtime: now, Ctime: now, Parent: uint64(RootIno)}
 	payload := format.AppendInode(nil, 0, &root)
 	f := &FS{dev: dev, bs: bs, log: slog.New(slog.DiscardHandler)}
-	sb.Epoch = 1
+	// A random first epoch: journal chunks left by an earlier volume on the
+	// same device can never carry this volume's epoch and sequence numbers.
+	sb.Epoch = binary.LittleEndian.Uint64(sb.UUID[8:])>>2 | 1
 	sb.ActiveSlot = 0
 	buf := f.checkpointImage(&sb, uint64(RootIno)+1, 1, payload)
 	// Invalidate any journal left by an earlier volume: a zero block has no magic.
