@@ -2,6 +2,7 @@ package device_test
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -295,5 +296,21 @@ func TestSmallQueueDepth(t *testing.T) {
 				return d
 			})
 		})
+	}
+}
+
+func TestOpenLogsEngine(t *testing.T) {
+	for _, engine := range []string{"auto", "threads"} {
+		var buf strings.Builder
+		log := slog.New(slog.NewTextHandler(&buf, nil))
+		d, err := device.Open(filepath.Join(t.TempDir(), "img"), device.OpenOptions{Engine: engine, Create: true, Size: 1 << 20, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := d.Info().Engine
+		d.Close()
+		if !strings.Contains(buf.String(), "engine="+got) {
+			t.Fatalf("engine %s: log %q does not name the engine %q", engine, buf.String(), got)
+		}
 	}
 }
