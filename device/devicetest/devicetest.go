@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -554,6 +555,9 @@ func (s *suite) closeDrains(t *testing.T) {
 			if r.Err != nil {
 				t.Errorf("request during close: %v", r.Err)
 			}
+			// A slow callback widens the window in which a Close that
+			// does not wait for Done to return would be caught.
+			time.Sleep(20 * time.Microsecond)
 			done.Add(1)
 		}}
 		n, err := d.Submit(r)
