@@ -1,0 +1,205 @@
+package aiodio
+
+import (
+	"fmt"
+	"syscall"
+
+	"github.com/aiodio/aiodio/device"
+	"github.com/aiodio/aiodio/internal/alignbuf"
+	"github.com/aiodio/aiodio/internal/meta"
+	"github.com/aiodio/aiodio/internal/pagecache"
+)
+
+// The pagecache.Backing of an open inode: the cache calls these, with no
+// aiodio lock held, to fill pages and to write them back.
+//
+// Delayed allocation: a buffered write only dirties pages; WritePages
+// allocates unwritten blocks, writes the data to them and only then marks
+// them written (and raises the durable size), so a block is never exposed
+// before its data is on the device (I1), and after a crash it is either
+// unwritten (reads zero) or holds the data (I11, with O2 in meta.Commit).
+
+var _ pagecache.Backing = (*inode)(nil)
+
+// Size returns the logical size (pages past it start zero-filled).
+func (in *inode) Size() int64 { return in.d.Size() }
+
+func (in *inode) getMaps() *[]meta.Mapping {
+	if m, ok := in.mapBuf.Get().(*[]meta.Mapping); ok {
+		*m = (*m)[:0]
+		return m
+	}
+	m := make([]meta.Mapping, 0, 16)
+	return &m
+}
+
+// ReadPages fills p with the file's bytes at off: written blocks from the
+// device, holes and unwritten blocks as zeros, and zeros past the end of
+// file (whatever the device holds there).
+func (in *inode) ReadPages(off int64, p []byte) error {
+	v := in.v
+	bs := v.bs
+	end := off + int64(len(p))
+	fb, lb := off/bs, (end+bs-1)/bs
+	mp := in.getMaps()
+	defer in.mapBuf.Put(mp)
+	maps, err := v.meta.Map(*mp, in.ino, fb, lb-fb)
+	*mp = maps
+	if err != nil {
+		return err
+	}
+	// The end of file, read after the map: a block the map shows written
+	// either lies below it or is a tail that must read as zeros.
+	eof := in.dirtyBound()
+	if a, err := v.meta.Attr(in.ino); err == nil {
+		eof = max(eof, a.Size)
+	}
+	segs := make([]devSeg, 0, len(maps))
+	for _, m := range maps {
+		lo := max(m.FileBlock*bs, off)
+		hi := min((m.FileBlock+m.Count)*bs, end)
+		buf := p[lo-off : hi-off]
+		if m.State != meta.Written {
+			clear(buf)
+			continue
+		}
+		segs = append(segs, devSeg{off: m.DevBlock*bs + (lo - m.FileBlock*bs), buf: buf})
+	}
+	if err := v.devIO(device.Read, segs); err != nil {
+		return err
+	}
+	if eof < end {
+		clear(p[max(eof-off, 0):])
+	}
+	return nil
+}
+
+// WritePages writes p at off: allocate the holes of the range as unwritten,
+// write the data, convert to written and raise the durable size to the end
+// of the data (bounded by dirtyBound, the bytes the file may hold).
+func (in *inode) WritePages(off int64, p []byte) error {
+	if in.removed.Load() {
+		return ErrRemoved
+	}
+	v := in.v
+	bs := v.bs
+	if bs > pagecache.PageSize {
+		in.wbMu.Lock()
+		defer in.wbMu.Unlock()
+	}
+	start, end := off, off+int64(len(p))
+	fb, lb := start/bs, (end+bs-1)/bs
+	if bs < pagecache.PageSize {
+		// Blocks wholly past the end of file hold only the zero tail of
+		// the last page: do not allocate them.
+		lim := (in.dirtyBound() + bs - 1) / bs
+		if lb > lim {
+			lb = max(lim, fb)
+			end = lb * bs
+		}
+		if lb == fb {
+			return nil
+		}
+	}
+	mp := in.getMaps()
+	defer in.mapBuf.Put(mp)
+	// With blocks larger than pages, a partially covered block that is not
+	// yet written gets zeros around the data: converting it to written
+	// must not expose what the device held there.
+	ws, we := start, end
+	if bs > pagecache.PageSize && (start%bs != 0 || end%bs != 0) {
+		maps, err := v.meta.Map((*mp)[:0], in.ino, fb, lb-fb)
+		*mp = maps
+		if err != nil {
+			return err
+		}
+		if start%bs != 0 && maps[0].State != meta.Written {
+			ws = fb * bs
+		}
+		if end%bs != 0 && maps[len(maps)-1].State != meta.Written {
+			we = lb * bs
+		}
+	}
+	if err := v.meta.AllocUnwritten(in.ino, fb, lb-fb); err != nil {
+		return err
+	}
+	maps, err := v.meta.Map((*mp)[:0], in.ino, fb, lb-fb)
+	*mp = maps
+	if err != nil {
+		return err
+	}
+	data := p[:end-start]
+	if ws != start || we != end {
+		data = alignbuf.Alloc(int(we - ws))
+		copy(data[start-ws:], p[:end-start])
+	}
+	segs := make([]devSeg, 0, len(maps))
+	for _, m := range maps {
+		lo := max(m.FileBlock*bs, ws)
+		hi := min((m.FileBlock+m.Count)*bs, we)
+		if hi <= lo {
+			continue
+		}
+		if m.State == meta.Hole {
+			return fmt.Errorf("aiodio: writeback of inode %d: block %d unmapped after allocation: %w", in.ino, m.FileBlock, syscall.EIO)
+		}
+		segs = append(segs, devSeg{off: m.DevBlock*bs + (lo - m.FileBlock*bs), buf: data[lo-ws : hi-ws]})
+	}
+	if err := v.devIO(device.Write, segs); err != nil {
+		return err
+	}
+	return v.meta.ConvertWritten(in.ino, fb, lb-fb, min(end, in.dirtyBound()))
+}
+
+// devSeg is one contiguous device range and its buffer.
+type devSeg struct {
+	off int64
+	buf []byte
+}
+
+// devIO performs the segments synchronously (split at the device's MaxIO,
+// all submitted at once) and returns the first error. Kind Flush ignores
+// segs and flushes.
+func (v *Volume) devIO(kind device.Kind, segs []devSeg) error {
+	maxIO := v.info.MaxIO
+	if maxIO <= 0 {
+		maxIO = device.DefaultMaxIO
+	}
+	maxIO -= maxIO % v.info.LogicalBlockSize
+	var reqs []*device.Request
+	done := make(chan *device.Request, 16)
+	onDone := func(r *device.Request) { done <- r }
+	if kind == device.Flush {
+		reqs = append(reqs, &device.Request{Kind: device.Flush, Done: onDone})
+	}
+	for _, s := range segs {
+		for o := 0; o < len(s.buf); o += maxIO {
+			b := s.buf[o:min(o+maxIO, len(s.buf))]
+			reqs = append(reqs, &device.Request{Kind: kind, Off: s.off + int64(o), Buf: b, Done: onDone})
+		}
+	}
+	if len(reqs) == 0 {
+		return nil
+	}
+	if cap(done) < len(reqs) {
+		done = make(chan *device.Request, len(reqs))
+		onDone = func(r *device.Request) { done <- r }
+		for _, r := range reqs {
+			r.Done = onDone
+		}
+	}
+	n, err := v.dev.Submit(reqs...)
+	var first error
+	if err != nil {
+		first = fmt.Errorf("aiodio: %v at device offset %d: %w", kind, reqs[n].Off, err)
+	}
+	for range n {
+		r := <-done
+		if r.Err != nil && first == nil {
+			first = fmt.Errorf("aiodio: %v at device offset %d: %w", kind, r.Off, r.Err)
+		} else if r.Err == nil && r.N != r.Len() && first == nil {
+			first = fmt.Errorf("aiodio: short %v at device offset %d: %d of %d bytes: %w", kind, r.Off, r.N, r.Len(), syscall.EIO)
+		}
+	}
+	return first
+}

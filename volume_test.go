@@ -1,0 +1,237 @@
+package aiodio
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/aiodio/aiodio/device"
+)
+
+// TestNamespace checks POSIX namespace semantics through the public API:
+// create/excl/trunc, mkdir, remove (ENOTEMPTY), rename over an existing
+// file, into another directory, into its own subtree (EINVAL), invalid
+// names, paths through a file, and that every error is an *fs.PathError
+// carrying the errno.
+func TestNamespace(t *testing.T) {
+	v := newMemVolume(t, 64<<20, Options{})
+	if err := v.Mkdir("a", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Mkdir("a/b", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wantErrno(t, "mkdir existing", v.Mkdir("a", 0o755), syscall.EEXIST)
+	wantErrno(t, "mkdir missing parent", v.Mkdir("x/y", 0o755), syscall.ENOENT)
+
+	f := mustOpen(t, v.Volume, "a/f", os.O_RDWR|os.O_CREATE|os.O_EXCL)
+	mustWrite(t, f, []byte("hello"), 0)
+	f.Close()
+	_, err := v.OpenFile("a/f", os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	wantErrno(t, "O_EXCL on existing", err, syscall.EEXIST)
+	if !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("EEXIST should match fs.ErrExist: %v", err)
+	}
+	var pe *fs.PathError
+	if !errors.As(err, &pe) || pe.Op != "open" || pe.Path != "a/f" {
+		t.Fatalf("want *fs.PathError{open a/f}, got %#v", err)
+	}
+	_, err = v.OpenFile("nope", os.O_RDONLY, 0)
+	wantErrno(t, "open missing", err, syscall.ENOENT)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("ENOENT should match fs.ErrNotExist: %v", err)
+	}
+
+	// O_TRUNC empties; O_APPEND appends.
+	f = mustOpen(t, v.Volume, "a/f", os.O_RDWR|os.O_TRUNC)
+	if fi, _ := f.Stat(); fi.Size() != 0 {
+		t.Fatalf("O_TRUNC: size %d", fi.Size())
+	}
+	mustWrite(t, f, []byte("abc"), 0)
+	f.Close()
+	f = mustOpen(t, v.Volume, "a/f", os.O_RDWR|os.O_APPEND)
+	mustWrite(t, f, []byte("def"), 0) // offset ignored: appends
+	if got := string(readAll(t, f)); got != "abcdef" {
+		t.Fatalf("append: %q", got)
+	}
+	f.Close()
+
+	// Remove: non-empty directory, missing file.
+	wantErrno(t, "remove non-empty", v.Remove("a"), syscall.ENOTEMPTY)
+	wantErrno(t, "remove missing", v.Remove("a/zz"), syscall.ENOENT)
+
+	// Rename over an existing file, into another directory.
+	g := mustOpen(t, v.Volume, "g", os.O_RDWR|os.O_CREATE)
+	mustWrite(t, g, []byte("GGG"), 0)
+	g.Close()
+	if err := v.Rename("g", "a/f"); err != nil {
+		t.Fatal(err)
+	}
+	f = mustOpen(t, v.Volume, "a/f", os.O_RDONLY)
+	if got := string(readAll(t, f)); got != "GGG" {
+		t.Fatalf("rename over: %q", got)
+	}
+	f.Close()
+	if _, err := v.Stat("g"); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("old name still there: %v", err)
+	}
+	if err := v.Rename("a/b", "c"); err != nil {
+		t.Fatal(err)
+	}
+	wantErrno(t, "rename into own subtree", v.Rename("a", "a/sub"), syscall.EINVAL)
+
+	// Invalid names.
+	for _, name := range []string{"/abs", "a/../a", "..", "a//f", "a/", "x\x00y", ""} {
+		_, err := v.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+		wantErrno(t, "open "+strings.ReplaceAll(name, "\x00", `\0`), err, syscall.EINVAL)
+	}
+	_, err = v.OpenFile(strings.Repeat("n", 256), os.O_RDWR|os.O_CREATE, 0o644)
+	wantErrno(t, "long name", err, syscall.ENAMETOOLONG)
+	_, err = v.OpenFile("a/f/x", os.O_RDWR|os.O_CREATE, 0o644)
+	wantErrno(t, "path through a file", err, syscall.ENOTDIR)
+
+	// Directories: EISDIR for write opens, Stat works on a read-only open.
+	_, err = v.OpenFile("a", os.O_RDWR, 0)
+	wantErrno(t, "open dir for writing", err, syscall.EISDIR)
+	d := mustOpen(t, v.Volume, "a", os.O_RDONLY)
+	if fi, err := d.Stat(); err != nil || !fi.IsDir() {
+		t.Fatalf("dir stat: %v %v", fi, err)
+	}
+	_, err = d.ReadAt(make([]byte, 1), 0)
+	wantErrno(t, "read dir", err, syscall.EISDIR)
+	d.Close()
+
+	ents, err := v.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, ",") != "a,c" {
+		t.Fatalf("readdir: %v", names)
+	}
+	if !ents[0].IsDir() {
+		t.Fatal("a should be a dir")
+	}
+	fi, err := v.Stat("a/f")
+	if err != nil || fi.Size() != 3 || fi.Name() != "f" || fi.IsDir() {
+		t.Fatalf("stat a/f: %v %v", fi, err)
+	}
+}
+
+// TestOpenTwiceAndForeign checks that an image can be opened only once at
+// a time (clear error, EBUSY), that a foreign image is refused (EINVAL with
+// a message saying what was found), and that data survives Close + Open.
+func TestOpenTwiceAndForeign(t *testing.T) {
+	img := tempImage(t)
+	if err := Mkfs(img, MkfsOptions{}); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("mkfs of a missing image without size: %v", err)
+	}
+	if err := Mkfs(img, MkfsOptions{Size: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	fsckImage(t, img)
+	v, err := Open(img, Options{Engine: "threads"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(img, Options{Engine: "threads"})
+	if err == nil || !errors.Is(err, syscall.EBUSY) || !strings.Contains(err.Error(), "already open") {
+		t.Fatalf("second open: want a clear EBUSY error, got %v", err)
+	}
+	if err := Mkfs(img, MkfsOptions{}); !errors.Is(err, syscall.EBUSY) {
+		t.Fatalf("mkfs of an open volume: %v", err)
+	}
+	f := mustOpen(t, v, "keep", os.O_RDWR|os.O_CREATE)
+	mustWrite(t, f, []byte("persist me"), 100)
+	if err := v.Mkdir("dir", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	_, err = f.ReadAt(make([]byte, 1), 0)
+	wantErrno(t, "read after volume close", err, syscall.EBADF)
+	if err := v.Mkdir("x", 0); !errors.Is(err, syscall.EBADF) || !errors.Is(err, fs.ErrClosed) {
+		t.Fatalf("mkdir after close: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("file close after volume close: %v", err)
+	}
+
+	// Existing image, Size 0: mkfs keeps its size.
+	st, _ := os.Stat(img)
+	v, err = Open(img, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f = mustOpen(t, v, "keep", os.O_RDONLY)
+	got := readAll(t, f)
+	if len(got) != 110 || string(got[100:]) != "persist me" || strings.Trim(string(got[:100]), "\x00") != "" {
+		t.Fatalf("after remount: %q", got)
+	}
+	if fi, err := v.Stat("dir"); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("dir after remount: %v %v", fi, err)
+	}
+	f.Close()
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Mkfs(img, MkfsOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if st2, _ := os.Stat(img); st2.Size() != st.Size() {
+		t.Fatalf("mkfs with Size 0 changed the size: %d -> %d", st.Size(), st2.Size())
+	}
+
+	// A foreign image.
+	foreign := tempImage(t)
+	if err := os.WriteFile(foreign, make([]byte, 4<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(foreign, Options{})
+	if err == nil || !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("foreign image: %v", err)
+	}
+	t.Logf("foreign image refused: %v", err)
+	d := device.NewMemory(1<<20, 512)
+	defer d.Close()
+	if _, err := OpenDevice(d, Options{}); err == nil {
+		t.Fatal("open of a blank device succeeded")
+	}
+}
+
+// TestBadOptions: invalid options fail with EINVAL, no panic.
+func TestBadOptions(t *testing.T) {
+	d := device.NewMemory(16<<20, 512)
+	defer d.Close()
+	if err := MkfsDevice(d, MkfsOptions{BlockSize: 3000}); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("bad block size: %v", err)
+	}
+	if err := MkfsDevice(nil, MkfsOptions{}); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("nil device: %v", err)
+	}
+	if err := MkfsDevice(d, MkfsOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenDevice(d, Options{CacheBytes: -1}); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("negative cache: %v", err)
+	}
+	if _, err := OpenDevice(d, Options{HolePolicy: 7}); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("bad hole policy: %v", err)
+	}
+	if _, err := OpenDevice(nil, Options{}); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("nil device: %v", err)
+	}
+	if err := Mkfs(tempImage(t), MkfsOptions{Size: -1}); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("negative size: %v", err)
+	}
+}
