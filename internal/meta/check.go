@@ -49,6 +49,17 @@ func (f *FS) Check() []string {
 }
 
 func (f *FS) checkExtents(add func(string, ...any)) {
+	var nExt, metaBytes int64
+	for _, n := range f.inodes {
+		nExt += int64(len(n.ext))
+		metaBytes += inodeCost
+		for name := range n.dir {
+			metaBytes += direntCost(name)
+		}
+	}
+	if nExt != f.nExtents || metaBytes != f.metaBytes {
+		add("counters: %d extents and %d metadata bytes, recounted %d and %d", f.nExtents, f.metaBytes, nExt, metaBytes)
+	}
 	for ino, n := range f.inodes {
 		if n.isDir() {
 			if len(n.ext) > 0 {
