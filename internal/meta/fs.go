@@ -70,6 +70,7 @@ type FS struct {
 	running  bool   // a committer is running a round
 	err      error  // sticky: a failed journal write breaks the volume
 	closed   bool
+	closing  bool // Close started: updates are refused, the final commit runs
 	nCommits uint64
 	nCkpts   uint64
 }
@@ -206,6 +207,7 @@ func (f *FS) Close() error {
 		return nil
 	}
 	ro := f.readOnly
+	f.closing = true
 	f.mu.Unlock()
 	var err error
 	if !ro {

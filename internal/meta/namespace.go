@@ -90,7 +90,7 @@ func (f *FS) parentLocked(name string) (Ino, string, error) {
 // REQUIRES: f.mu held.
 func (f *FS) usableLocked() error {
 	switch {
-	case f.closed:
+	case f.closed || f.closing:
 		return ErrClosed
 	case f.err != nil:
 		return f.err
