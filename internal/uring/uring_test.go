@@ -168,3 +168,59 @@ func TestNopNoAllocs(t *testing.T) {
 		t.Fatalf("%.2f allocations per NOP round trip", allocs)
 	}
 }
+
+func TestFixedBuffers(t *testing.T) {
+	needUring(t)
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, make([]byte, 1<<16), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	res := make(chan int32, 1)
+	q, err := NewQueue(8, func(ud uint64, r int32) { res <- r }, QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	bufs := [][]byte{make([]byte, 8192), make([]byte, 8192)}
+	if err := q.RegisterBuffers(bufs); err != nil {
+		t.Fatal(err)
+	}
+	copy(bufs[1], bytes.Repeat([]byte("fixed..."), 1024))
+	q.Lock()
+	e := q.SQE()
+	e.Opcode, e.Fd, e.Off, e.Addr, e.Len, e.BufIndex = OpWriteFixed, int32(fd), 0, uint64(uintptr(unsafe.Pointer(&bufs[1][4096]))), 4096, 1
+	q.Commit()
+	if r := <-res; r != 4096 {
+		t.Fatalf("write fixed res %d", r)
+	}
+	q.Lock()
+	e = q.SQE()
+	e.Opcode, e.Fd, e.Off, e.Addr, e.Len, e.BufIndex = OpReadFixed, int32(fd), 0, uint64(uintptr(unsafe.Pointer(&bufs[0][0]))), 4096, 0
+	q.Commit()
+	if r := <-res; r != 4096 {
+		t.Fatalf("read fixed res %d", r)
+	}
+	if !bytes.Equal(bufs[0][:4096], bufs[1][4096:]) {
+		t.Fatal("fixed read differs")
+	}
+	// An address outside the registered buffer is refused by the kernel.
+	other := make([]byte, 4096)
+	q.Lock()
+	e = q.SQE()
+	e.Opcode, e.Fd, e.Addr, e.Len, e.BufIndex = OpReadFixed, int32(fd), uint64(uintptr(unsafe.Pointer(&other[0]))), 4096, 0
+	q.Commit()
+	if r := <-res; r != -int32(unix.EFAULT) {
+		t.Fatalf("read fixed outside the buffer: res %d, want -EFAULT", r)
+	}
+	if err := q.UnregisterBuffers(); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.RegisterBuffers(nil); err == nil {
+		t.Fatal("registering no buffers succeeded")
+	}
+}
