@@ -382,7 +382,8 @@ func (in *inode) punch(off, n int64, zero, keepSize bool) error {
 		size := in.d.Size()
 		edges := [2][2]int64{{off, min(end, wb0*bs)}, {max(off, wb1*bs), end}}
 		if wb1 <= wb0 {
-			edges[1] = [2]int64{}
+			// No whole block: the range is one partial block, or two.
+			edges = [2][2]int64{{off, end}}
 		}
 		for _, e := range edges {
 			lo, hi := e[0], min(e[1], size)
