@@ -31,6 +31,7 @@ type uringDev struct {
 	closed  bool
 
 	closeOnce sync.Once
+	fixed     fixedSet
 }
 
 // uslot is a request in the kernel. Only the goroutine that owns the slot
@@ -119,11 +120,21 @@ func (d *uringDev) prep(i int32) {
 	case rest == 0:
 		e.Opcode = uring.OpNop
 	case r.Bufs == nil:
+		addr := uintptr(unsafe.Pointer(&r.Buf[s.done]))
 		e.Opcode = uring.OpRead
 		if r.Kind == Write {
 			e.Opcode = uring.OpWrite
 		}
-		e.Addr = uint64(uintptr(unsafe.Pointer(&r.Buf[s.done])))
+		if t := d.fixed.table.Load(); t != nil {
+			if idx, ok := t.find(addr, rest); ok {
+				e.Opcode = uring.OpReadFixed
+				if r.Kind == Write {
+					e.Opcode = uring.OpWriteFixed
+				}
+				e.BufIndex = idx
+			}
+		}
+		e.Addr = uint64(addr)
 		e.Len = uint32(rest)
 	default:
 		s.iov = s.iov[:0]
@@ -206,6 +217,30 @@ func (d *uringDev) complete(ud uint64, res int32) {
 		d.cond.Broadcast()
 	}
 	d.mu.Unlock()
+}
+
+// RegisterBuffers registers bufs as io_uring fixed buffers (see
+// BufferRegistrar). Only the first call can succeed.
+func (d *uringDev) RegisterBuffers(bufs [][]byte) error {
+	t, err := newFixedTable(bufs)
+	if err != nil {
+		return err
+	}
+	if !d.fixed.once.CompareAndSwap(false, true) {
+		return fmt.Errorf("device: register buffers: already registered: %w", syscall.EBUSY)
+	}
+	// Held across the syscall so Close cannot release the ring meanwhile
+	// (Close marks the device closed under mu before it does).
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return fmt.Errorf("device: register buffers: %w", ErrClosed)
+	}
+	if err := d.q.RegisterBuffers(bufs); err != nil {
+		return fmt.Errorf("device: %w", err)
+	}
+	d.fixed.table.Store(t)
+	return nil
 }
 
 func (d *uringDev) Close() error {
