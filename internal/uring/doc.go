@@ -27,6 +27,8 @@
 //     reaping it; the rings are unmapped and the fd closed. The caller must
 //     have drained its own operations first.
 //
+// Queue.RegisterBuffers registers fixed buffers for OpReadFixed/OpWriteFixed.
+//
 // Invariants: the SQ is never overrun (SQE returns nil when full, the caller
 // bounds its in-flight count by the ring size, so the CQ cannot overflow
 // either); the completion function is called exactly once per CQE, from the
