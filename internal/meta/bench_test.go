@@ -252,3 +252,22 @@ func BenchmarkCreateUnlinkImageGroupCommit(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
 	b.ReportMetric(float64(b.N)/float64(max(rounds, 1)), "pairs/round")
 }
+
+// BenchmarkAllocFragmented measures one allocation plus one free on a free
+// space of 1 000 000 one-block spans (every other block owned), with goals
+// that miss: the by-size index finds a fit without scanning.
+func BenchmarkAllocFragmented(b *testing.B) {
+	const spans = 1_000_000
+	owned := make([]span, spans)
+	for i := range owned {
+		owned[i] = span{int64(2 * i), 1}
+	}
+	owned = append(owned, span{2 * spans, 10}) // leave one 5-block span at the end
+	free, _ := complement(0, 2*spans+15, owned)
+	goal := int64(0)
+	for b.Loop() {
+		s := free.take(goal, 3) // no 3-block span before the end: by-size lookup
+		free.add(s)
+		goal = (goal + 7919) % (2 * spans)
+	}
+}

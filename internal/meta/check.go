@@ -108,9 +108,9 @@ func (f *FS) checkFree(add func(string, ...any)) {
 	if len(bad) == 0 && len(bad2) > 0 {
 		add("blocks pending free are also owned: %s", bad2[0])
 	}
-	if want.total != f.free.total || !slices.Equal(want.spans, f.free.spans) {
+	if want.total != f.free.total || want.n != f.free.n || !slices.Equal(want.list(), f.free.list()) {
 		add("free space holds %d blocks in %d spans; data area minus owned and pending gives %d in %d spans",
-			f.free.total, len(f.free.spans), want.total, len(want.spans))
+			f.free.total, f.free.n, want.total, want.n)
 	}
 }
 

@@ -181,13 +181,99 @@ func TestAllocatorModel(t *testing.T) {
 					want = append(want, span{lo + i, 1})
 				}
 			}
-			if total != free.total || len(want) != len(free.spans) {
-				t.Fatalf("free %d in %v, model %d in %v", free.total, free.spans, total, want)
+			got := free.list()
+			if total != free.total || len(want) != len(got) || free.n != len(got) {
+				t.Fatalf("free %d in %v, model %d in %v", free.total, got, total, want)
 			}
 			for i := range want {
-				if want[i] != free.spans[i] {
-					t.Fatalf("spans %v, model %v", free.spans, want)
+				if want[i] != got[i] {
+					t.Fatalf("spans %v, model %v", got, want)
 				}
+			}
+			for _, s := range want {
+				if !free.isFree(s) || (s.start > lo && free.isFree(span{s.start - 1, 1})) {
+					t.Fatalf("isFree wrong around %+v", s)
+				}
+			}
+			if free.root != nil {
+				checkTreap(t, free.root)
+			}
+		}
+	})
+}
+
+// checkTreap verifies the heap order of priorities and the subtree maxima.
+func checkTreap(t *rapid.T, x *fnode) int64 {
+	m := x.s.count
+	for _, c := range []*fnode{x.l, x.r} {
+		if c == nil {
+			continue
+		}
+		if c.prio > x.prio {
+			t.Fatalf("heap order broken")
+		}
+		m = max(m, checkTreap(t, c))
+	}
+	if m != x.max {
+		t.Fatalf("subtree max %d, want %d", x.max, m)
+	}
+	return m
+}
+
+// TestComplementModel checks the O(n) build of free space from owned spans
+// (mount) against a bitmap, then allocates from it.
+func TestComplementModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		lo, n := int64(5), rapid.Int64Range(1, 300).Draw(t, "blocks")
+		hi := lo + n
+		model := make([]bool, n)
+		for i := range model {
+			model[i] = true
+		}
+		var owned []span
+		for pos := lo; pos < hi; {
+			pos += rapid.Int64Range(0, 5).Draw(t, "gap")
+			c := rapid.Int64Range(1, 6).Draw(t, "count")
+			if pos+c > hi {
+				break
+			}
+			owned = append(owned, span{pos, c})
+			for b := pos; b < pos+c; b++ {
+				model[b-lo] = false
+			}
+			pos += c
+		}
+		free, bad := complement(lo, hi, owned)
+		if len(bad) > 0 {
+			t.Fatal(bad)
+		}
+		var total int64
+		for _, s := range free.list() {
+			for b := s.start; b < s.start+s.count; b++ {
+				if !model[b-lo] {
+					t.Fatalf("block %d free but owned", b)
+				}
+				total++
+			}
+		}
+		for _, m := range model {
+			if m {
+				total--
+			}
+		}
+		if total != 0 {
+			t.Fatalf("free blocks differ from the model by %d", total)
+		}
+		if free.root != nil {
+			checkTreap(t, free.root)
+		}
+		for free.total > 0 {
+			s := free.take(rapid.Int64Range(lo, hi).Draw(t, "goal"), rapid.Int64Range(1, 10).Draw(t, "n"))
+			for b := s.start; b < s.start+s.count; b++ {
+				if !model[b-lo] {
+					t.Fatalf("took owned block %d", b)
+				}
+				model[b-lo] = false
 			}
 		}
 	})
