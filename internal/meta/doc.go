@@ -13,12 +13,17 @@
 //     numbers are never reused (nextIno only grows);
 //   - files: an extent map, a sorted []format.Extent of file block → device
 //     block runs, each Unwritten or Written; unmapped blocks are holes.
-//     Neighbouring runs that continue each other are merged;
+//     Neighbouring runs that continue each other are merged. Lookups are
+//     binary searches; a split in the middle of a file with very many
+//     extents moves the tail of the slice (a B-tree would not);
 //   - directories: map[name]Ino, plus the parent inode (for ".." semantics:
 //     rename refuses to move a directory into its own subtree, EINVAL);
-//   - free space: a sorted slice of free device spans (allocation prefers
-//     the goal — the block continuing the file's previous extent — then the
-//     first span that fits the whole request, then the largest);
+//   - free space: a treap of free device spans ordered by start (by offset)
+//     whose nodes carry their subtree's largest span (by size); allocation
+//     prefers the goal — the block continuing the file's previous extent, or
+//     a rotor for a file's first block — then the first span at or after the
+//     goal that fits the whole request, then the first anywhere, then the
+//     largest (the request is then split); O(log n) per operation;
 //   - pending free: blocks freed by truncate/punch/unlink/rename, tagged with
 //     the LSN of the freeing record; they join free space only once that
 //     record is durable (O3).
@@ -59,6 +64,16 @@
 // always fits. The journal is total/256 blocks (64..8192); the updates
 // queued between commits are bounded (an update commits on its own when
 // the queue passes a quarter of the journal).
+//
+// # API
+//
+//	Mkfs(dev, MkfsOptions) error; Mount(dev, MountOptions) (*FS, error); Fsck(dev) ([]string, error)
+//	(*FS) Close, Commit, Check, Stats, BlockSize, DataStart, DataBlocks, Device, UUID
+//	namespace: Lookup, Create, Mkdir, Unlink, Rmdir, Remove, Rename, ReadDir, Attr, Stat, SetAttr
+//	extents:   Map, Extents, AllocUnwritten, ConvertWritten, SetSize, Truncate, Punch, ZeroRange
+//
+// Device block b is at byte offset b*BlockSize(); Map never returns a block
+// outside the data area, and a Hole has DevBlock -1.
 //
 // # Decisions
 //
