@@ -27,6 +27,15 @@
 //     reaping it; the rings are unmapped and the fd closed. The caller must
 //     have drained its own operations first.
 //
+// Setup uses IORING_SETUP_COOP_TASKRUN when the kernel has it: measured on
+// a tmpfs image it doubles 4 KiB random-read IOPS (no IPI per completion),
+// and it is neutral on ext4. The cost: a completion that needs task work
+// runs it in the *submitting* thread, without an interrupt, so a request
+// submitted by a goroutine whose thread then computes in user space may
+// wait for that thread's next kernel entry (at worst a scheduler tick).
+// Requests resubmitted from completion callbacks (the high-rate case) are
+// submitted by the reaper's own locked thread and do not have this delay.
+//
 // Queue.RegisterBuffers registers fixed buffers for OpReadFixed/OpWriteFixed.
 //
 // Invariants: the SQ is never overrun (SQE returns nil when full, the caller
