@@ -1,6 +1,375 @@
 package aiodio
 
-// Ring placeholder (filled in step 3).
-type Ring struct{}
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"sync"
+	"syscall"
 
-func (r *Ring) Close() error { return nil }
+	"github.com/aiodio/aiodio/internal/dio"
+	"golang.org/x/sys/unix"
+)
+
+// OpCode says what an Op does.
+type OpCode int
+
+const (
+	// OpRead reads len(Buf) bytes at Off into Buf.
+	OpRead OpCode = iota
+	// OpWrite writes Buf at Off.
+	OpWrite
+	// OpFsync makes the file's data and metadata durable, like File.Sync
+	// (Buf and Off are ignored). It is not ordered after ops submitted
+	// before it: wait for their completions first.
+	OpFsync
+)
+
+func (c OpCode) String() string {
+	switch c {
+	case OpRead:
+		return "read"
+	case OpWrite:
+		return "write"
+	case OpFsync:
+		return "fsync"
+	}
+	return fmt.Sprintf("OpCode(%d)", int(c))
+}
+
+// Op is one asynchronous operation for Ring.Submit.
+//
+// Buf belongs to aiodio from the moment Submit accepts the op until its
+// Completion is delivered (reaped or not): do not read, write or reuse it
+// in between (I3 is only promised to callers who keep this rule).
+type Op struct {
+	Code OpCode
+	File *File
+	Buf  []byte
+	Off  int64
+	// Flags: 0, unix.RWF_NOWAIT (a direct op that would wait for a lock,
+	// the drain or a writeback completes with EAGAIN instead), and
+	// unix.RWF_DSYNC (the op completes once its data and metadata are
+	// durable).
+	Flags uint32
+	// UserData is returned in the op's Completion.
+	UserData uint64
+}
+
+// Completion is the outcome of one accepted Op. For reads and writes N is
+// the byte count; Err is nil when N == len(Buf). A read that reaches end of
+// file completes with the bytes up to it and io.EOF (or nil if the whole
+// buffer was filled).
+type Completion struct {
+	UserData uint64
+	N        int
+	Err      error
+}
+
+// MaxRingEntries bounds NewRing's entries.
+const MaxRingEntries = 1 << 15
+
+const ringFlags = unix.RWF_NOWAIT | unix.RWF_DSYNC
+
+// Ring is a submission/completion queue in the style of io_uring and
+// io_submit: Submit starts ops, Wait reaps their completions. Ops on files
+// opened O_DIRECT run asynchronously on the direct engine; other ops run
+// through the page cache on a goroutine of their own and complete through
+// the ring the same way. A Ring is safe for concurrent use.
+//
+// At most entries ops may be in flight or completed-but-not-reaped at once;
+// Submit fails with EAGAIN (ErrRingFull) beyond that.
+//
+// IMPORTANT: Close the Ring (or the Volume) when done; Close waits for every
+// accepted op to complete.
+type Ring struct {
+	v       *Volume
+	entries int
+
+	// mu protects the fields below; cond (on mu) is broadcast when a
+	// completion arrives and when the ring closes.
+	mu       sync.Mutex
+	cond     sync.Cond
+	closed   bool
+	inflight int          // accepted, not yet completed
+	cq       []Completion // completed, not yet reaped: ring buffer of len entries
+	cqHead   int
+	cqLen    int
+	free     []*ringOp // op state, one per entry, reused (no allocation per op)
+}
+
+// ringOp is the state of one accepted op.
+type ringOp struct {
+	r    *Ring
+	f    *File
+	code OpCode
+	buf  []byte
+	off  int64
+	flag uint32
+	ud   uint64
+	dop  dio.Op
+}
+
+// NewRing returns a ring of entries slots (1..MaxRingEntries).
+func (v *Volume) NewRing(entries int) (*Ring, error) {
+	if err := v.enter(); err != nil {
+		return nil, fmt.Errorf("aiodio: new ring: %w", err)
+	}
+	defer v.gate.exit()
+	if entries < 1 || entries > MaxRingEntries {
+		return nil, fmt.Errorf("aiodio: new ring: %d entries, want 1..%d: %w", entries, MaxRingEntries, syscall.EINVAL)
+	}
+	r := &Ring{v: v, entries: entries, cq: make([]Completion, entries), free: make([]*ringOp, entries)}
+	r.cond.L = &r.mu
+	ops := make([]ringOp, entries)
+	for i := range ops {
+		ro := &ops[i]
+		ro.r = r
+		ro.dop.Ptr = ro
+		ro.dop.Done = dioDone
+		r.free[i] = ro
+	}
+	v.ringMu.Lock()
+	v.rings[r] = struct{}{}
+	v.ringMu.Unlock()
+	return r, nil
+}
+
+// Submit starts ops in order, like io_submit: it returns how many it
+// accepted, and when that is fewer than len(ops) the error says why
+// ops[n] was rejected (ops after it were not looked at). A rejected op is
+// never completed. Rejections: a nil File (EBADF), a closed File (EBADF),
+// a read of a file not open for reading or a write of one not open for
+// writing (EBADF), a directory (EISDIR), a file of another volume, an
+// unknown Code or Flags, a negative Off (EINVAL), Off+len(Buf) past
+// MaxFileSize (EFBIG), a full ring (EAGAIN), a closed ring (EBADF).
+//
+// Every other failure (ENOSPC, EIO, EAGAIN under RWF_NOWAIT, ...) is
+// reported by the op's Completion. Submit may block while a direct op waits
+// for a lock (unless RWF_NOWAIT). Submit() with no ops returns (0, nil).
+func (r *Ring) Submit(ops ...Op) (int, error) {
+	for i := range ops {
+		if err := r.submit(&ops[i]); err != nil {
+			return i, err
+		}
+	}
+	return len(ops), nil
+}
+
+func (r *Ring) submit(op *Op) error {
+	if err := r.validate(op); err != nil {
+		return err
+	}
+	f := op.File
+	r.mu.Lock()
+	switch {
+	case r.closed:
+		r.mu.Unlock()
+		return ErrRingClosed
+	case r.inflight+r.cqLen >= r.entries:
+		r.mu.Unlock()
+		return ErrRingFull
+	}
+	if !f.gate.enter() {
+		r.mu.Unlock()
+		return &fs.PathError{Op: "submit", Path: f.name, Err: ErrFileClosed}
+	}
+	r.inflight++
+	ro := r.free[len(r.free)-1]
+	r.free = r.free[:len(r.free)-1]
+	r.mu.Unlock()
+
+	ro.f, ro.code, ro.buf, ro.off, ro.flag, ro.ud = f, op.Code, op.Buf, op.Off, op.Flags, op.UserData
+	if f.dsync {
+		ro.flag |= unix.RWF_DSYNC
+	}
+	if op.Code != OpFsync && f.direct {
+		ro.startDirect()
+	} else {
+		go ro.runSync()
+	}
+	return nil
+}
+
+// validate is Submit's check of one op (I12).
+func (r *Ring) validate(op *Op) error {
+	f := op.File
+	bad := func(err error) error {
+		name := ""
+		if f != nil {
+			name = f.name
+		}
+		return &fs.PathError{Op: "submit " + op.Code.String(), Path: name, Err: err}
+	}
+	if f == nil {
+		return bad(fmt.Errorf("nil file: %w", syscall.EBADF))
+	}
+	if f.v != r.v {
+		return bad(fmt.Errorf("file of another volume: %w", syscall.EINVAL))
+	}
+	if op.Flags&^uint32(ringFlags) != 0 {
+		return bad(fmt.Errorf("unknown flags %#x: %w", op.Flags&^uint32(ringFlags), syscall.EINVAL))
+	}
+	switch op.Code {
+	case OpFsync:
+		return nil
+	case OpRead:
+		if !f.rd {
+			return bad(ErrNotReadable)
+		}
+	case OpWrite:
+		if !f.wr {
+			return bad(ErrNotWritable)
+		}
+	default:
+		return bad(fmt.Errorf("unknown op code %d: %w", int(op.Code), syscall.EINVAL))
+	}
+	if f.in == nil {
+		return bad(syscall.EISDIR)
+	}
+	if err := checkRange(op.Off, len(op.Buf)); err != nil {
+		return bad(err)
+	}
+	return nil
+}
+
+// startDirect hands a direct read or write to the engine; its Done
+// completes the op. A rejection by the engine (EAGAIN under RWF_NOWAIT,
+// ENOSPC, a failed write-back) completes the op with that error.
+func (ro *ringOp) startDirect() {
+	in := ro.f.in
+	if in.removed.Load() {
+		ro.complete(0, ErrRemoved)
+		return
+	}
+	d := &ro.dop
+	d.Inode, d.Buf, d.Off, d.Flags, d.N, d.Err = in.d, ro.buf, ro.off, ro.flag, 0, nil
+	var err error
+	if ro.code == OpRead {
+		err = ro.r.v.dio.Read(d)
+	} else {
+		if ro.f.appendMode {
+			d.Off = in.d.Size()
+		}
+		err = ro.r.v.dio.Write(d)
+	}
+	if err != nil {
+		ro.complete(0, err)
+	}
+}
+
+// dioDone is the Done of every ring op's dio.Op.
+func dioDone(d *dio.Op) {
+	ro := d.Ptr.(*ringOp)
+	ro.complete(d.N, d.Err)
+}
+
+// runSync runs a buffered op or an fsync on its own goroutine.
+func (ro *ringOp) runSync() {
+	f := ro.f
+	var n int
+	var err error
+	switch ro.code {
+	case OpRead:
+		n, err = f.readAt(ro.buf, ro.off)
+	case OpWrite:
+		n, err = f.writeAt(ro.buf, ro.off, ro.flag&unix.RWF_DSYNC != 0)
+	case OpFsync:
+		if f.in == nil {
+			err = f.v.meta.Commit()
+		} else {
+			err = f.in.sync()
+		}
+	}
+	ro.complete(n, err)
+}
+
+// complete delivers the op's completion, once (I2), and recycles its state.
+func (ro *ringOp) complete(n int, err error) {
+	r, f := ro.r, ro.f
+	if err != nil {
+		err = pathError(ro.code.String(), f.name, err)
+	}
+	c := Completion{UserData: ro.ud, N: n, Err: err}
+	ro.f, ro.buf, ro.dop.Buf, ro.dop.Inode = nil, nil, nil, nil
+	r.mu.Lock()
+	r.cq[(r.cqHead+r.cqLen)%r.entries] = c
+	r.cqLen++
+	r.inflight--
+	r.free = append(r.free, ro)
+	r.cond.Broadcast()
+	r.mu.Unlock()
+	f.gate.exit()
+}
+
+// Wait reaps completions into out, waiting until at least min are
+// available. It returns the number copied (at most len(out)), in completion
+// order. It returns fewer than min, with a nil error, when no accepted op is
+// left in flight; with ctx's error when ctx ends first. min == 0 polls.
+// On a closed ring it returns the completions still unreaped, with
+// ErrRingClosed.
+func (r *Ring) Wait(ctx context.Context, min int, out []Completion) (int, error) {
+	if min < 0 || min > len(out) {
+		return 0, fmt.Errorf("aiodio: ring wait: min %d with %d slots: %w", min, len(out), syscall.EINVAL)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() {
+			r.mu.Lock()
+			r.cond.Broadcast()
+			r.mu.Unlock()
+		})
+		defer stop()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ctxErr error
+	for r.cqLen < min && r.inflight > 0 {
+		if ctxErr = ctx.Err(); ctxErr != nil {
+			break
+		}
+		r.cond.Wait()
+	}
+	n := 0
+	for n < len(out) && r.cqLen > 0 {
+		out[n] = r.cq[r.cqHead]
+		r.cq[r.cqHead] = Completion{}
+		r.cqHead = (r.cqHead + 1) % r.entries
+		r.cqLen--
+		n++
+	}
+	switch {
+	case r.closed:
+		return n, ErrRingClosed
+	case ctxErr != nil && n < min:
+		return n, fmt.Errorf("aiodio: ring wait: %w", ctxErr)
+	}
+	return n, nil
+}
+
+// Close stops the ring accepting ops and waits until every accepted op has
+// completed (each exactly once). Completions not yet reaped can still be
+// reaped by Wait, which then also returns ErrRingClosed. Close is
+// idempotent.
+func (r *Ring) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.cond.Broadcast()
+	for r.inflight > 0 {
+		r.cond.Wait()
+	}
+	r.mu.Unlock()
+	r.v.ringMu.Lock()
+	delete(r.v.rings, r)
+	r.v.ringMu.Unlock()
+	return nil
+}
+
+// Entries returns the ring's size.
+func (r *Ring) Entries() int { return r.entries }
