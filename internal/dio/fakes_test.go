@@ -427,3 +427,5 @@ func ctxT(t *testing.T) context.Context {
 }
 
 func isErr(err, target error) bool { return errors.Is(err, target) }
+
+func rangeFor(s, e int64) lock.Range { return lock.Range{Start: s, End: e} }

@@ -95,6 +95,10 @@ func (e *Engine) Write(op *Op) error {
 			in.Lock.Unlock()
 			return opErr("write", op, err)
 		}
+		// Writes that completed during the drain raised the size: the
+		// EOF-tail zeroing must start at the final one, or it would zero
+		// their data.
+		size = in.Size()
 	}
 
 	// Step 3: write back and invalidate cached pages (I5). A failure here
