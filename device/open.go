@@ -31,7 +31,7 @@ type OpenOptions struct {
 	// warning when O_DIRECT was refused. nil: quiet.
 	Logger *slog.Logger
 	// QueueDepth bounds requests in the kernel at once (io_uring ring size,
-	// thread-pool size; more are queued). 0: 128 for io_uring, 16 threads.
+	// thread-pool size, at most 64; more are queued). 0: 128 for io_uring, 32 threads.
 	QueueDepth int
 }
 

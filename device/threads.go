@@ -20,7 +20,7 @@ type threadDev struct {
 
 func newThreadDev(fd int, info Info, depth int) *threadDev {
 	if depth <= 0 {
-		depth = 16
+		depth = 32 // enough for the qd32 workloads
 	}
 	depth = min(depth, 64)
 	info.Engine = "threads"
