@@ -1,0 +1,55 @@
+// Package check is aiodio's exerciser and AIO-DIO race suite (DESIGN §7).
+//
+// It runs one seeded, randomized, concurrent workload against a Target —
+// an aiodio volume (VolumeTarget: files are *aiodio.File, async ops go
+// through aiodio.Ring) or a directory of a kernel filesystem (DirTarget:
+// open(2) with O_DIRECT, pread/pwrite, fallocate) — and verifies every byte
+// read. The kernel run proves the suite itself: a finding there is a bug of
+// the suite, not of the kernel.
+//
+// # Workload
+//
+// N files, each open twice (O_DIRECT and buffered). Ops run in rounds of
+// RoundOps ops, all concurrent (Workers goroutines, each with its own async
+// queue keeping QueueDepth ops in flight): async direct writes (often
+// extending, at or past EOF), async and sync direct and buffered reads and
+// writes, async fsync, Stat of the file and of its name, truncates (down and
+// up), hole punches, zero-range and KEEP_SIZE preallocation (also past EOF).
+// Between rounds everything is quiescent; every VerifyEvery rounds and at the
+// end, every file is synced and read whole. Every RecycleEvery rounds one
+// file is removed and created anew, so its freed blocks go to the others.
+// At the end a Reopener target is closed (fsck'd) and reopened, and every
+// file is read again. The op sequence is a function of Config.Seed alone;
+// the interleaving is not.
+//
+// # Verification (the invariants checked)
+//
+// Data is self-describing: every write covers whole 16-byte cells, and each
+// cell carries (file id, its own offset, the write's generation) and a
+// checksum salted with the seed. A file's model maps every cell to the set
+// of values it may hold (generations, 0 for zero). A read issued during a
+// round may return, for each cell, a value of the model at the round's start
+// or the outcome of any op of the round that changes that cell (write: its
+// generation; truncate past it, punch, zero-range: zero) — except that once
+// such an op has completed successfully before the read was issued, the
+// values from before the round are excluded (a completed write, truncate or
+// punch is never undone: I1, I5, I7). So each byte read must be zero or a
+// valid pattern for exactly that file and offset from a write that was
+// issued, and never the poison marker the device was filled with before
+// mkfs (I1): poison, data of another file or offset (freed blocks), stale
+// generations and torn or unfilled cells are all reported. Sizes seen by
+// Stat and by short reads must lie between the sizes the round could
+// produce, and, without a concurrent truncate, never behind a completed
+// extending write (I8). At each quiescent point the size is observed and
+// the model updated (values past EOF become zero); a full verification then
+// collapses the model to exactly what was read, which every later read must
+// agree with (the sequential oracle). Async queues must complete every
+// accepted op exactly once (I2). Rounds that do not finish within
+// RoundTimeout are reported as hangs with every goroutine's stack (I9).
+//
+// On failure, the report gives the seed and, per failure, the short op log:
+// the ops that changed the failing offset of that file.
+//
+// Entry point: Run(ctx, target, Config) (Report, error); OpenTarget opens a
+// directory or a volume for `aiodio check`.
+package check

@@ -1,0 +1,447 @@
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ErrFailed is wrapped by the error Run returns when the target broke an
+// invariant (poison or stale data read, mismatches, errors, fsck findings).
+var ErrFailed = errors.New("check failed")
+
+// fileState is one file slot: its current incarnation (a new id after each
+// recycle), its two handles, and the model of its contents.
+type fileState struct {
+	slot     int
+	id       uint16
+	name     string
+	direct   File
+	buffered File
+	dioMem   int
+	dioOff   int
+	size     int64  // observed size at the last quiescent point
+	model    extmap // candidate values of every cell at the last quiescent point
+}
+
+// roundInfo is what the verifier needs to know about the round in progress.
+type roundInfo struct {
+	mods     [][]*opRec // per slot: ops that change contents, in op order
+	hasTrunc []bool
+	hi       []int64 // per slot: the largest size possible during the round
+}
+
+// failure is a recorded failure, rendered with its op log at the end.
+type failure struct {
+	msg  string
+	slot int
+	id   uint16
+	off  int64 // -1: not about a place
+}
+
+// runner is one Run.
+type runner struct {
+	t      Target
+	cfg    Config
+	salt   uint64
+	clock  atomic.Int64
+	files  []*fileState
+	log    []*opRec // every op, in generation order
+	byGen  []*opRec // the writes, by generation (increasing)
+	rinfo  *roundInfo
+	nextID uint16
+
+	bytesWritten, bytesRead, bytesVerified, poison atomic.Int64
+	mismatches, errs, completions                  atomic.Int64
+
+	// mu protects failures.
+	mu       sync.Mutex
+	failures []failure
+}
+
+func (r *runner) fail(slot int, id uint16, off int64, format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.failures) < 12 {
+		r.failures = append(r.failures, failure{msg: fmt.Sprintf(format, args...), slot: slot, id: id, off: off})
+	}
+}
+
+func (r *runner) opError(o *opRec, err error) {
+	r.errs.Add(1)
+	r.fail(o.slot, o.id, -1, "unexpected error: %v: %v", o, err)
+}
+
+// Run runs the stress workload on t and verifies every byte read (see the
+// package documentation). It returns the report, and an error wrapping
+// ErrFailed (with the seed) when an invariant broke, or the error that
+// stopped the run.
+func Run(ctx context.Context, t Target, cfg Config) (Report, error) {
+	cfg.defaults()
+	r := &runner{t: t, cfg: cfg, salt: uint64(cfg.Seed)*0x9e3779b97f4a7c15 ^ 0x5eed}
+	start := time.Now()
+	err := r.run(ctx)
+	rep := r.report()
+	rep.Duration = time.Since(start)
+	if err != nil {
+		return rep, fmt.Errorf("check %s seed %d: %w", t, cfg.Seed, err)
+	}
+	if rep.Failed() {
+		return rep, fmt.Errorf("check %s seed %d: %d poison bytes, %d mismatches, %d errors, %d completion violations, %d findings: %w",
+			t, cfg.Seed, rep.PoisonBytes, rep.Mismatches, rep.Errors, rep.Completions, len(rep.Findings), ErrFailed)
+	}
+	return rep, nil
+}
+
+func (r *runner) logf(format string, args ...any) {
+	if r.cfg.Log != nil {
+		fmt.Fprintf(r.cfg.Log, format+"\n", args...)
+	}
+}
+
+func (r *runner) openSlot(fs *fileState, create bool) error {
+	flag := os.O_RDWR
+	if create {
+		flag |= os.O_CREATE | os.O_TRUNC
+	}
+	d, err := r.t.OpenFile(fs.name, flag|syscall.O_DIRECT, 0o644)
+	if err != nil {
+		return fmt.Errorf("open %s O_DIRECT: %w", fs.name, err)
+	}
+	b, err := r.t.OpenFile(fs.name, os.O_RDWR, 0)
+	if err != nil {
+		d.Close()
+		return fmt.Errorf("open %s: %w", fs.name, err)
+	}
+	fs.direct, fs.buffered = d, b
+	fs.dioMem, fs.dioOff = d.DIOAlign()
+	if fs.dioOff <= 0 || fs.dioOff&(fs.dioOff-1) != 0 {
+		fs.dioOff = 4096
+	}
+	return nil
+}
+
+func (r *runner) closeSlot(fs *fileState) error {
+	e1 := fs.direct.Close()
+	e2 := fs.buffered.Close()
+	return errors.Join(e1, e2)
+}
+
+func (r *runner) newIncarnation(fs *fileState) error {
+	r.nextID++
+	fs.id = r.nextID
+	fs.size = 0
+	fs.model.reset()
+	return r.openSlot(fs, true)
+}
+
+func (r *runner) run(ctx context.Context) error {
+	cfg := &r.cfg
+	r.logf("check %s: seed %d (AIODIO_SEED=%d replays the op sequence), %d ops, %d files", r.t, cfg.Seed, cfg.Seed, cfg.Ops, cfg.Files)
+	for i := 0; i < cfg.Files; i++ {
+		fs := &fileState{slot: i, name: fmt.Sprintf("%sstress-%d", cfg.Prefix, i)}
+		if err := r.newIncarnation(fs); err != nil {
+			return err
+		}
+		r.files = append(r.files, fs)
+	}
+	defer func() {
+		for _, fs := range r.files {
+			if fs.direct != nil {
+				r.closeSlot(fs)
+				if !cfg.Keep {
+					r.t.Remove(fs.name)
+				}
+			}
+		}
+	}()
+
+	queues := make([]Async, cfg.Workers)
+	for i := range queues {
+		q, err := r.t.NewAsync(cfg.QueueDepth)
+		if err != nil {
+			return fmt.Errorf("new async queue: %w", err)
+		}
+		queues[i] = q
+	}
+	closeQueues := func() error {
+		var errs []error
+		for _, q := range queues {
+			if q != nil {
+				errs = append(errs, q.Close())
+			}
+		}
+		queues = nil
+		return errors.Join(errs...)
+	}
+	defer closeQueues()
+
+	g := &generator{rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0xa10d10)), cfg: cfg,
+		nominal: make([]int64, cfg.Files), unalign: r.t.UnalignedDirect() && !cfg.AlignedDirect}
+	g.dioOff = 512
+	for _, fs := range r.files {
+		g.dioOff = max(g.dioOff, fs.dioOff)
+	}
+	var gen uint32
+	idx := 0
+	for round := 0; idx < cfg.Ops; round++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// Recycle: remove one file and create it anew (new id: its old
+		// blocks, freed, go to the others and must never show).
+		if cfg.RecycleEvery > 0 && round > 0 && round%cfg.RecycleEvery == 0 {
+			fs := r.files[g.rng.IntN(len(r.files))]
+			if err := r.closeSlot(fs); err != nil {
+				r.errs.Add(1)
+				r.fail(fs.slot, fs.id, -1, "close before remove: %v", err)
+			}
+			if err := r.t.Remove(fs.name); err != nil {
+				return fmt.Errorf("remove %s: %w", fs.name, err)
+			}
+			if err := r.newIncarnation(fs); err != nil {
+				return err
+			}
+			g.nominal[fs.slot] = 0
+		}
+		ops := make([]*opRec, 0, cfg.RoundOps)
+		for i := 0; i < cfg.RoundOps && idx < cfg.Ops; i++ {
+			slot := g.rng.IntN(len(r.files))
+			o := g.next(idx, round, slot, r.files[slot].id, &gen)
+			ops = append(ops, o)
+			if o.gen != 0 {
+				r.byGen = append(r.byGen, o)
+			}
+			idx++
+		}
+		r.log = append(r.log, ops...)
+		if err := r.runRound(ctx, ops, queues); err != nil {
+			return err
+		}
+		if err := r.endRound(ops); err != nil {
+			return err
+		}
+		if (round+1)%cfg.VerifyEvery == 0 {
+			if err := r.verifyAll(ctx, "periodic", round%2 == 0); err != nil {
+				return err
+			}
+		}
+		if round%20 == 19 {
+			r.logf("round %d: %d ops, %d mismatches, %d poison bytes", round+1, idx, r.mismatches.Load(), r.poison.Load())
+		}
+	}
+	if err := closeQueues(); err != nil {
+		r.errs.Add(1)
+		r.fail(-1, 0, -1, "closing async queues: %v", err)
+	}
+	if err := r.t.Sync(); err != nil {
+		r.errs.Add(1)
+		r.fail(-1, 0, -1, "target sync: %v", err)
+	}
+	if err := r.verifyAll(ctx, "final direct", true); err != nil {
+		return err
+	}
+	if err := r.verifyAll(ctx, "final buffered", false); err != nil {
+		return err
+	}
+	if ro, ok := r.t.(Reopener); ok && !cfg.NoReopen {
+		for _, fs := range r.files {
+			if err := r.closeSlot(fs); err != nil {
+				r.errs.Add(1)
+				r.fail(fs.slot, fs.id, -1, "close before reopen: %v", err)
+			}
+			fs.direct, fs.buffered = nil, nil
+		}
+		if err := ro.Reopen(); err != nil {
+			return err
+		}
+		for _, fs := range r.files {
+			if err := r.openSlot(fs, false); err != nil {
+				return fmt.Errorf("after reopen: %w", err)
+			}
+		}
+		if err := r.verifyAll(ctx, "after reopen (direct)", true); err != nil {
+			return err
+		}
+		if err := r.verifyAll(ctx, "after reopen (buffered)", false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runRound runs ops concurrently on the workers and waits for all of them.
+func (r *runner) runRound(ctx context.Context, ops []*opRec, queues []Async) error {
+	ri := &roundInfo{mods: make([][]*opRec, len(r.files)), hasTrunc: make([]bool, len(r.files)), hi: make([]int64, len(r.files))}
+	for i, fs := range r.files {
+		ri.hi[i] = fs.size
+	}
+	for _, o := range ops {
+		if o.kind.modifies() {
+			ri.mods[o.slot] = append(ri.mods[o.slot], o)
+		}
+		switch {
+		case o.kind == kTruncate:
+			ri.hasTrunc[o.slot] = true
+			ri.hi[o.slot] = max(ri.hi[o.slot], o.off)
+		case o.kind.isWrite():
+			ri.hi[o.slot] = max(ri.hi[o.slot], o.off+o.n)
+		}
+	}
+	r.rinfo = ri
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, len(queues))
+	for _, q := range queues {
+		wg.Add(1)
+		w := &worker{r: r, q: q, inflight: make(map[uint64]*opRec), comps: make([]Completion, r.cfg.QueueDepth)}
+		go func() {
+			defer wg.Done()
+			if err := w.run(ctx, ops, &next); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	timer := time.NewTimer(r.cfg.RoundTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var pending []string
+		for _, o := range ops {
+			if o.done.Load() == 0 {
+				pending = append(pending, o.String())
+			}
+		}
+		r.fail(-1, 0, -1, "HANG: round %d did not finish in %v; ops not completed:\n%s\ngoroutines:\n%s",
+			ops[0].round, r.cfg.RoundTimeout, strings.Join(pending, "\n"), buf)
+		return fmt.Errorf("round %d hung (deadlock?): %w", ops[0].round, ErrFailed)
+	}
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	return nil
+}
+
+// worker issues ops of a round: sync ones inline, async ones through its
+// own queue, keeping up to QueueDepth in flight.
+type worker struct {
+	r        *runner
+	q        Async
+	inflight map[uint64]*opRec
+	bufm     map[int][]byte // buffers of the ops in flight, by op index
+	comps    []Completion
+}
+
+func (w *worker) run(ctx context.Context, ops []*opRec, next *atomic.Int64) error {
+	for {
+		i := int(next.Add(1) - 1)
+		if i >= len(ops) {
+			break
+		}
+		o := ops[i]
+		if o.kind.isAsync() {
+			if err := w.submit(ctx, o); err != nil {
+				return err
+			}
+		} else {
+			w.r.execSync(o)
+		}
+		if len(w.inflight) > 0 {
+			if err := w.reap(ctx, 0); err != nil {
+				return err
+			}
+		}
+	}
+	for len(w.inflight) > 0 {
+		if err := w.reap(ctx, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *worker) submit(ctx context.Context, o *opRec) error {
+	r := w.r
+	fs := r.files[o.slot]
+	op := Op{Code: OpFsync, File: fs.direct, Off: 0, UserData: uint64(o.idx) + 1}
+	switch o.kind {
+	case kAsyncWrite, kAsyncBufWrite:
+		op.Code = OpWrite
+		op.Buf = r.writeBuf(o)
+		op.Off = o.off
+	case kAsyncRead, kAsyncBufRead:
+		op.Code = OpRead
+		op.Buf = r.readBuf(o)
+		op.Off = o.off
+	}
+	if o.kind == kAsyncBufWrite || o.kind == kAsyncBufRead {
+		op.File = fs.buffered
+	}
+	for {
+		for len(w.inflight) >= r.cfg.QueueDepth {
+			if err := w.reap(ctx, 1); err != nil {
+				return err
+			}
+		}
+		o.start = r.clock.Add(1)
+		n, err := w.q.Submit(op)
+		if n == 1 {
+			w.inflight[op.UserData] = o
+			w.bufs(o, op.Buf)
+			return nil
+		}
+		if errors.Is(err, syscall.EAGAIN) && len(w.inflight) > 0 {
+			if err := w.reap(ctx, 1); err != nil {
+				return err
+			}
+			continue
+		}
+		o.err = err
+		o.done.Store(r.clock.Add(1))
+		r.opError(o, fmt.Errorf("submit rejected the op: %w", err))
+		return nil
+	}
+}
+
+// bufs remembers the buffer of an in-flight async op (keyed by op index).
+func (w *worker) bufs(o *opRec, b []byte) {
+	if w.bufm == nil {
+		w.bufm = make(map[int][]byte)
+	}
+	w.bufm[o.idx] = b
+}
+
+func (w *worker) reap(ctx context.Context, min int) error {
+	n, err := w.q.Wait(ctx, min, w.comps)
+	for _, c := range w.comps[:n] {
+		o, ok := w.inflight[c.UserData]
+		if !ok {
+			w.r.completions.Add(1)
+			w.r.fail(-1, 0, -1, "completion for an op not in flight (duplicate or unknown): user data %d, n %d, err %v", c.UserData, c.N, c.Err)
+			continue
+		}
+		delete(w.inflight, c.UserData)
+		buf := w.bufm[o.idx]
+		delete(w.bufm, o.idx)
+		w.r.complete(o, buf, c.N, c.Err)
+	}
+	if err != nil {
+		return fmt.Errorf("async wait (%d in flight): %w", len(w.inflight), err)
+	}
+	return nil
+}

@@ -1,0 +1,68 @@
+package check
+
+import (
+	"context"
+	"flag"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+)
+
+var (
+	seedFlag = flag.Int64("seed", 0, "replay the op sequence of this seed (also AIODIO_SEED)")
+	opsFlag  = flag.Int("check.ops", 0, "ops per stress run (0: the test's default)")
+)
+
+// testSeed returns the seed to use: -seed, AIODIO_SEED, or a fresh one.
+func testSeed(t *testing.T) int64 {
+	if *seedFlag != 0 {
+		return *seedFlag
+	}
+	if s := os.Getenv("AIODIO_SEED"); s != "" {
+		v, err := strconv.ParseInt(s, 0, 64)
+		if err != nil {
+			t.Fatalf("AIODIO_SEED=%q: %v", s, err)
+		}
+		return v
+	}
+	return time.Now().UnixNano()
+}
+
+// runStress runs the workload on tg and fails the test on any finding.
+func runStress(t *testing.T, tg Target, cfg Config) Report {
+	t.Helper()
+	if cfg.Seed == 0 {
+		cfg.Seed = testSeed(t)
+	}
+	if *opsFlag > 0 {
+		cfg.Ops = *opsFlag
+	}
+	t.Logf("seed %d (replay with -seed=%d or AIODIO_SEED=%d)", cfg.Seed, cfg.Seed, cfg.Seed)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rep, err := Run(ctx, tg, cfg)
+	t.Log(rep.String())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, rep.String())
+	}
+	if rep.BytesVerified == 0 || rep.Ops < cfg.Ops {
+		t.Fatalf("run did too little: %d ops, %d bytes verified", rep.Ops, rep.BytesVerified)
+	}
+	return rep
+}
+
+func TestStressKernelDir(t *testing.T) {
+	dir := t.TempDir()
+	tg, err := NewDirTarget(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// O_DIRECT must work here, or the run proves nothing about direct I/O.
+	f, err := tg.OpenFile("probe", os.O_RDWR|os.O_CREATE|0x4000, 0o644)
+	if err != nil {
+		t.Skipf("no O_DIRECT on %s: %v", dir, err)
+	}
+	f.Close()
+	runStress(t, tg, Config{Ops: 3000})
+}

@@ -1,0 +1,199 @@
+package check
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"sync"
+	"syscall"
+)
+
+// Target is what the exerciser drives: an aiodio volume (VolumeTarget) or a
+// directory of a kernel filesystem (DirTarget). Names are io/fs.ValidPath
+// names relative to the target's root.
+type Target interface {
+	// String names the target for reports.
+	String() string
+	// OpenFile opens name with os.O_* flags plus syscall.O_DIRECT.
+	OpenFile(name string, flag int, perm fs.FileMode) (File, error)
+	Remove(name string) error
+	Stat(name string) (fs.FileInfo, error)
+	// Sync makes everything written so far durable.
+	Sync() error
+	// NewAsync returns a submission/completion queue for ops on this
+	// target's files, with room for entries ops in flight.
+	NewAsync(entries int) (Async, error)
+	// UnalignedDirect reports whether direct I/O may use any offset,
+	// length and buffer address (multiples of CellSize): true for aiodio
+	// volumes without StrictAlignment, false for the kernel.
+	UnalignedDirect() bool
+	// Close releases the target (for a volume: closes it).
+	Close() error
+}
+
+// Checker is implemented by targets that can check their own consistency
+// (an aiodio volume: its metadata; fsck).
+type Checker interface {
+	Check() (findings []string, err error)
+}
+
+// Reopener is implemented by targets that can be closed and opened again
+// (an aiodio volume): files opened before are unusable after Reopen, and
+// every synced byte must read back the same.
+type Reopener interface {
+	Reopen() error
+}
+
+// File is an open file of a Target.
+type File interface {
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
+	Truncate(size int64) error
+	Fallocate(mode uint32, off, n int64) error
+	Sync() error
+	Stat() (fs.FileInfo, error)
+	// DIOAlign reports the memory and offset alignment of direct I/O.
+	DIOAlign() (mem, offset int)
+	Close() error
+}
+
+// OpCode is the operation of an async Op.
+type OpCode int
+
+// Async op codes (the same meaning as aiodio.OpRead, OpWrite, OpFsync).
+const (
+	OpRead OpCode = iota
+	OpWrite
+	OpFsync
+)
+
+func (c OpCode) String() string {
+	switch c {
+	case OpRead:
+		return "read"
+	case OpWrite:
+		return "write"
+	case OpFsync:
+		return "fsync"
+	}
+	return fmt.Sprintf("OpCode(%d)", int(c))
+}
+
+// Op is one async operation.
+type Op struct {
+	Code     OpCode
+	File     File
+	Buf      []byte
+	Off      int64
+	UserData uint64
+}
+
+// Completion is the outcome of one Op.
+type Completion struct {
+	UserData uint64
+	N        int
+	Err      error
+}
+
+// Async is a submission/completion queue with io_submit semantics:
+// Submit returns how many ops it accepted (an op it rejects is never
+// completed); Wait returns at least min completions (0: what is ready).
+// One goroutine uses an Async at a time in this package.
+type Async interface {
+	Submit(ops ...Op) (int, error)
+	Wait(ctx context.Context, min int, out []Completion) (int, error)
+	Close() error
+}
+
+// goAsync runs each op on its own goroutine with the File's synchronous
+// calls: the async interface of kernel directories (pread/pwrite on O_DIRECT
+// descriptors), and of any File without a native ring.
+type goAsync struct {
+	entries int
+	done    chan Completion
+
+	// mu protects inflight and closed.
+	mu       sync.Mutex
+	inflight int
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+func newGoAsync(entries int) *goAsync {
+	return &goAsync{entries: entries, done: make(chan Completion, entries)}
+}
+
+func (a *goAsync) Submit(ops ...Op) (int, error) {
+	for i, op := range ops {
+		a.mu.Lock()
+		if a.closed {
+			a.mu.Unlock()
+			return i, fmt.Errorf("submit: %w", syscall.EBADF)
+		}
+		if a.inflight >= a.entries {
+			a.mu.Unlock()
+			return i, fmt.Errorf("submit: queue full: %w", syscall.EAGAIN)
+		}
+		if op.File == nil || op.Off < 0 || op.Code < OpRead || op.Code > OpFsync {
+			a.mu.Unlock()
+			return i, fmt.Errorf("submit: bad op: %w", syscall.EINVAL)
+		}
+		a.inflight++
+		a.wg.Add(1)
+		a.mu.Unlock()
+		go func(op Op) {
+			defer a.wg.Done()
+			c := Completion{UserData: op.UserData}
+			switch op.Code {
+			case OpRead:
+				c.N, c.Err = op.File.ReadAt(op.Buf, op.Off)
+			case OpWrite:
+				c.N, c.Err = op.File.WriteAt(op.Buf, op.Off)
+			case OpFsync:
+				c.Err = op.File.Sync()
+			}
+			a.done <- c // capacity entries: never blocks
+		}(op)
+	}
+	return len(ops), nil
+}
+
+func (a *goAsync) Wait(ctx context.Context, min int, out []Completion) (int, error) {
+	n := 0
+	for n < len(out) {
+		if n >= min {
+			select {
+			case c := <-a.done:
+				out[n] = c
+				n++
+				a.dec()
+				continue
+			default:
+				return n, nil
+			}
+		}
+		select {
+		case c := <-a.done:
+			out[n] = c
+			n++
+			a.dec()
+		case <-ctx.Done():
+			return n, ctx.Err()
+		}
+	}
+	return n, nil
+}
+
+func (a *goAsync) dec() {
+	a.mu.Lock()
+	a.inflight--
+	a.mu.Unlock()
+}
+
+func (a *goAsync) Close() error {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+	a.wg.Wait()
+	return nil
+}
