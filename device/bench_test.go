@@ -132,3 +132,48 @@ func BenchmarkUringExt4RandWrite4KQD32(b *testing.B) {
 func BenchmarkThreadsExt4RandRead4KQD32(b *testing.B) {
 	benchQD(b, benchImage(b, b.TempDir(), "threads"), device.Read, 4096, 32)
 }
+
+// benchSync is the pattern of synchronous callers (ReadAt through the dio
+// layer): many goroutines, each submitting one request and waiting for it.
+func benchSync(b *testing.B, d device.Device, kind device.Kind) {
+	span := min(d.Info().Size, benchSpan) / 4096
+	var seed atomic.Uint64
+	b.ReportAllocs()
+	b.SetBytes(4096)
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rng := rand.New(rand.NewPCG(seed.Add(1), 1))
+		done := make(chan struct{}, 1)
+		req := &device.Request{Kind: kind, Buf: alignbuf.Alloc(4096), Done: func(*device.Request) { done <- struct{}{} }}
+		one := [1]*device.Request{req}
+		for pb.Next() {
+			req.Off = rng.Int64N(span) * 4096
+			if _, err := d.Submit(one[:]...); err != nil {
+				b.Error(err)
+				return
+			}
+			<-done
+			if req.Err != nil {
+				b.Error(req.Err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkUringShmSyncRead4K(b *testing.B) {
+	benchSync(b, benchImage(b, shmBenchDir(b), "uring"), device.Read)
+}
+
+func BenchmarkThreadsShmSyncRead4K(b *testing.B) {
+	benchSync(b, benchImage(b, shmBenchDir(b), "threads"), device.Read)
+}
+
+func BenchmarkUringExt4SyncRead4K(b *testing.B) {
+	benchSync(b, benchImage(b, b.TempDir(), "uring"), device.Read)
+}
+
+func BenchmarkThreadsExt4SyncRead4K(b *testing.B) {
+	benchSync(b, benchImage(b, b.TempDir(), "threads"), device.Read)
+}
