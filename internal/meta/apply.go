@@ -124,10 +124,8 @@ func (f *FS) unlinkEntry(p *inode, name string, ino Ino, freed []span) []span {
 		c.nlink--
 	}
 	if c.isDir() || c.nlink == 0 {
-		for _, e := range c.ext {
-			freed = append(freed, span{e.DevBlock, e.Count})
-		}
-		f.nExtents -= int64(len(c.ext))
+		c.ext.all(func(e format.Extent) { freed = append(freed, span{e.DevBlock, e.Count}) })
+		f.nExtents -= int64(c.ext.n)
 		f.metaBytes -= inodeCost
 		delete(f.inodes, ino)
 	}
@@ -234,8 +232,11 @@ func (f *FS) applySetSize(r *format.Record) ([]span, error) {
 	var freed []span
 	if r.Flags&format.FlagTruncate != 0 {
 		first := (r.Size + f.bs - 1) / f.bs
-		before := len(n.ext)
-		n.ext, freed = extRemove(n.ext, first, f.maxFileBlocks(), nil)
+		before := n.ext.n
+		n.ext.modify(first, f.maxFileBlocks(), func(w []format.Extent) []format.Extent {
+			w, freed = extRemove(w, first, f.maxFileBlocks(), freed)
+			return w
+		})
 		f.accountFreed(n, before, freed)
 	}
 	n.size = r.Size
@@ -247,7 +248,7 @@ func (f *FS) accountFreed(n *inode, before int, freed []span) {
 	for _, s := range freed {
 		n.blocks -= s.count
 	}
-	f.nExtents += int64(len(n.ext) - before)
+	f.nExtents += int64(n.ext.n - before)
 }
 
 // checkRange validates a file block range.
@@ -267,13 +268,14 @@ func (f *FS) applyAlloc(r *format.Record) error {
 		r.DevBlock < f.dataStart || r.DevBlock > f.dataEnd-r.Count {
 		return syscall.EINVAL
 	}
-	if !isHole(n.ext, r.FileBlock, r.FileBlock+r.Count) {
+	if !n.ext.isHole(r.FileBlock, r.FileBlock+r.Count) {
 		return syscall.EEXIST
 	}
-	before := len(n.ext)
-	n.ext = extInsert(n.ext, format.Extent{FileBlock: r.FileBlock, DevBlock: r.DevBlock, Count: r.Count, State: format.StateUnwritten})
+	before := n.ext.n
+	e := format.Extent{FileBlock: r.FileBlock, DevBlock: r.DevBlock, Count: r.Count, State: format.StateUnwritten}
+	n.ext.modify(r.FileBlock, r.FileBlock+r.Count, func(w []format.Extent) []format.Extent { return extInsert(w, e) })
 	n.blocks += r.Count
-	f.nExtents += int64(len(n.ext) - before)
+	f.nExtents += int64(n.ext.n - before)
 	return nil
 }
 
@@ -292,9 +294,12 @@ func (f *FS) applyState(r *format.Record) error {
 	if r.Type == format.RecConvert && (r.Size < 0 || r.Size > f.maxFileBlocks()*f.bs) {
 		return syscall.EFBIG
 	}
-	before := len(n.ext)
-	n.ext, _ = extSetState(n.ext, r.FileBlock, r.FileBlock+r.Count, from, to)
-	f.nExtents += int64(len(n.ext) - before)
+	before := n.ext.n
+	n.ext.modify(r.FileBlock, r.FileBlock+r.Count, func(w []format.Extent) []format.Extent {
+		w, _ = extSetState(w, r.FileBlock, r.FileBlock+r.Count, from, to)
+		return w
+	})
+	f.nExtents += int64(n.ext.n - before)
 	if r.Type == format.RecConvert {
 		n.size = max(n.size, r.Size)
 	}
@@ -310,9 +315,12 @@ func (f *FS) applyPunch(r *format.Record) ([]span, error) {
 	if f.checkRange(r.FileBlock, r.Count) != nil {
 		return nil, syscall.EINVAL
 	}
-	before := len(n.ext)
+	before := n.ext.n
 	var freed []span
-	n.ext, freed = extRemove(n.ext, r.FileBlock, r.FileBlock+r.Count, nil)
+	n.ext.modify(r.FileBlock, r.FileBlock+r.Count, func(w []format.Extent) []format.Extent {
+		w, freed = extRemove(w, r.FileBlock, r.FileBlock+r.Count, freed)
+		return w
+	})
 	f.accountFreed(n, before, freed)
 	n.mtime, n.ctime = r.Time, r.Time
 	return freed, nil

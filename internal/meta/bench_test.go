@@ -271,3 +271,28 @@ func BenchmarkAllocFragmented(b *testing.B) {
 		goal = (goal + 7919) % (2 * spans)
 	}
 }
+
+// BenchmarkConvertRandomBigFile measures ConvertWritten of random single
+// blocks of one preallocated (unwritten) file of 1 000 000 blocks: the
+// fio-on-fallocated-file pattern, which fragments the file into up to
+// hundreds of thousands of extents. Each op splits or merges extents in a
+// leaf of the extent tree, not in one flat slice.
+func BenchmarkConvertRandomBigFile(b *testing.B) {
+	const blocks = 1_000_000
+	dev := newSparse(int64(blocks+100_000) * 4096)
+	must(b, Mkfs(dev, MkfsOptions{}))
+	f, err := Mount(dev, MountOptions{})
+	must(b, err)
+	ino, _, err := f.Create("big", 0o644, true)
+	must(b, err)
+	must(b, f.AllocUnwritten(ino, 0, blocks))
+	x := uint64(1)
+	for b.Loop() {
+		x = x*6364136223846793005 + 1442695040888963407
+		fb := int64(x>>33) % blocks
+		if err := f.ConvertWritten(ino, fb, 1, 4096); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(f.Stats().Extents), "extents")
+}

@@ -51,7 +51,7 @@ func (f *FS) Check() []string {
 func (f *FS) checkExtents(add func(string, ...any)) {
 	var nExt, metaBytes int64
 	for _, n := range f.inodes {
-		nExt += int64(len(n.ext))
+		nExt += int64(n.ext.n)
 		metaBytes += inodeCost
 		for name := range n.dir {
 			metaBytes += direntCost(name)
@@ -62,14 +62,14 @@ func (f *FS) checkExtents(add func(string, ...any)) {
 	}
 	for ino, n := range f.inodes {
 		if n.isDir() {
-			if len(n.ext) > 0 {
+			if n.ext.n > 0 {
 				add("directory %d has extents", ino)
 			}
 			continue
 		}
 		var blocks, end int64
 		eofBlock := (n.size + f.bs - 1) / f.bs
-		for i, e := range n.ext {
+		for i, e := range n.ext.flat(nil) {
 			blocks += e.Count
 			if e.Count <= 0 || (e.State != format.StateUnwritten && e.State != format.StateWritten) {
 				add("inode %d extent %d malformed: %+v", ino, i, e)

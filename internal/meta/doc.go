@@ -11,11 +11,12 @@
 // never held across device I/O):
 //   - inodes: map[Ino]*inode with mode, size, nlink, mtime, ctime; inode
 //     numbers are never reused (nextIno only grows);
-//   - files: an extent map, a sorted []format.Extent of file block → device
-//     block runs, each Unwritten or Written; unmapped blocks are holes.
-//     Neighbouring runs that continue each other are merged. Lookups are
-//     binary searches; a split in the middle of a file with very many
-//     extents moves the tail of the slice (a B-tree would not);
+//   - files: an extent map of file block → device block runs, each
+//     Unwritten or Written; unmapped blocks are holes. Neighbouring runs that
+//     continue each other are merged. The runs are sorted and cut into
+//     leaves of at most 256 (extTree): lookups are binary searches, an
+//     update rewrites only the leaves around its range, so a file with
+//     hundreds of thousands of extents converts a block in microseconds;
 //   - directories: map[name]Ino, plus the parent inode (for ".." semantics:
 //     rename refuses to move a directory into its own subtree, EINVAL);
 //   - free space: a treap of free device spans ordered by start (by offset)

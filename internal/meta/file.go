@@ -25,7 +25,7 @@ func (f *FS) Map(dst []Mapping, ino Ino, fileBlock, count int64) ([]Mapping, err
 	if count == 0 {
 		return dst, nil
 	}
-	return extMap(dst, n.ext, fileBlock, count), nil
+	return n.ext.mapRange(dst, fileBlock, count), nil
 }
 
 // Extents returns every mapped extent of ino (no holes), for `aiodio stat`.
@@ -36,8 +36,8 @@ func (f *FS) Extents(ino Ino) ([]Mapping, error) {
 	if err != nil {
 		return nil, inoErr("extents", ino, err)
 	}
-	out := make([]Mapping, len(n.ext))
-	for i, e := range n.ext {
+	out := make([]Mapping, n.ext.n)
+	for i, e := range n.ext.flat(nil) {
 		out[i] = Mapping{FileBlock: e.FileBlock, Count: e.Count, DevBlock: e.DevBlock, State: State(e.State)}
 	}
 	return out, nil
@@ -76,7 +76,7 @@ func (f *FS) allocUnwritten(ino Ino, fileBlock, count int64) error {
 			return false, err
 		}
 		var holes []Mapping
-		for _, m := range extMap(nil, n.ext, fileBlock, count) {
+		for _, m := range n.ext.mapRange(nil, fileBlock, count) {
 			if m.State == Hole {
 				holes = append(holes, m)
 			}
@@ -112,9 +112,7 @@ func (f *FS) allocUnwritten(ino Ino, fileBlock, count int64) error {
 // goalLocked picks the device block to allocate file block fb at: continuing
 // the nearest extent before fb, else the allocation rotor.
 func (f *FS) goalLocked(n *inode, fb int64) int64 {
-	i := extIndex(n.ext, fb)
-	if i > 0 {
-		p := n.ext[i-1]
+	if p, ok := n.ext.prev(fb); ok {
 		g := p.DevBlock + (fb - p.FileBlock)
 		if g >= f.dataStart && g < f.dataEnd {
 			return g

@@ -21,14 +21,14 @@ func TestFsckFindings(t *testing.T) {
 		mountFails bool
 	}{
 		"owned twice": {func(f *FS, a, b Ino) {
-			f.inodes[b].ext[0].DevBlock = f.inodes[a].ext[0].DevBlock
+			f.inodes[b].ext.leaves[0][0].DevBlock = f.inodes[a].ext.leaves[0][0].DevBlock
 		}, "owned twice", true},
 		"outside": {func(f *FS, a, b Ino) {
-			f.inodes[b].ext[0].DevBlock = f.dataEnd - 1
+			f.inodes[b].ext.leaves[0][0].DevBlock = f.dataEnd - 1
 		}, "outside the data area", true},
 		"nlink": {func(f *FS, a, b Ino) { f.inodes[RootIno].nlink = 7 }, "link count 7", false},
 		"past EOF": {func(f *FS, a, b Ino) {
-			f.inodes[a].ext[0].State = format.StateWritten
+			f.inodes[a].ext.leaves[0][0].State = format.StateWritten
 			f.inodes[a].size = 0
 		}, "past EOF", false},
 		"dangling": {func(f *FS, a, b Ino) { f.inodes[RootIno].dir["ghost"] = 999 }, "missing inode 999", false},

@@ -164,10 +164,15 @@ func (f *FS) encodeLocked() []byte {
 	out := make([]byte, 0, 64*len(inos)+8*int(f.nExtents)+int(f.metaBytes))
 	var prev uint64
 	var ents []format.Dirent
+	var exts []format.Extent
 	for _, ino := range inos {
 		n := f.inodes[ino]
 		rec := format.Inode{Ino: uint64(ino), Mode: uint32(n.mode), Size: n.size, Nlink: n.nlink,
-			Mtime: n.mtime, Ctime: n.ctime, Parent: uint64(n.parent), Extents: n.ext}
+			Mtime: n.mtime, Ctime: n.ctime, Parent: uint64(n.parent)}
+		if n.ext.n > 0 {
+			exts = n.ext.flat(exts[:0])
+			rec.Extents = exts
+		}
 		if n.isDir() {
 			ents = ents[:0]
 			for name, c := range n.dir {

@@ -148,7 +148,7 @@ func (f *FS) loadCheckpoint(sb *format.Superblock) error {
 	for i := range cp.Inodes {
 		in := &cp.Inodes[i]
 		n := &inode{mode: fs.FileMode(in.Mode), size: in.Size, nlink: in.Nlink, mtime: in.Mtime,
-			ctime: in.Ctime, parent: Ino(in.Parent), ext: in.Extents}
+			ctime: in.Ctime, parent: Ino(in.Parent), ext: fromFlat(in.Extents)}
 		if n.isDir() {
 			n.dir = make(map[string]Ino, len(in.Entries))
 			for _, e := range in.Entries {
@@ -156,10 +156,10 @@ func (f *FS) loadCheckpoint(sb *format.Superblock) error {
 				f.metaBytes += direntCost(e.Name)
 			}
 		}
-		for _, e := range n.ext {
+		for _, e := range in.Extents {
 			n.blocks += e.Count
 		}
-		f.nExtents += int64(len(n.ext))
+		f.nExtents += int64(n.ext.n)
 		f.metaBytes += inodeCost
 		f.inodes[Ino(in.Ino)] = n
 		f.nextIno = max(f.nextIno, Ino(in.Ino)+1)
@@ -213,9 +213,7 @@ func (f *FS) replay() error {
 func (f *FS) owned() []span {
 	out := make([]span, 0, f.nExtents)
 	for _, n := range f.inodes {
-		for _, e := range n.ext {
-			out = append(out, span{e.DevBlock, e.Count})
-		}
+		n.ext.all(func(e format.Extent) { out = append(out, span{e.DevBlock, e.Count}) })
 	}
 	slices.SortFunc(out, func(a, b span) int {
 		switch {

@@ -278,3 +278,103 @@ func TestComplementModel(t *testing.T) {
 		}
 	})
 }
+
+// TestExtentTreeModel runs the extent-map model test on the leaf-cut tree
+// with tiny leaves (so most updates span several leaves) and checks the
+// tree invariants: leaves non-empty and bounded, extents sorted, disjoint
+// and merged across leaf boundaries, the count right.
+func TestExtentTreeModel(t *testing.T) {
+	const span64 = 200
+	rapid.Check(t, func(t *rapid.T) {
+		type blk struct {
+			dev   int64
+			state uint8
+		}
+		model := map[int64]blk{}
+		tr := extTree{leafMax: rapid.IntRange(2, 6).Draw(t, "leafMax")}
+		devBase := int64(1000)
+		for range rapid.IntRange(1, 150).Draw(t, "ops") {
+			fb := rapid.Int64Range(0, span64-1).Draw(t, "fb")
+			n := rapid.Int64Range(1, min(span64-fb, 12)).Draw(t, "n")
+			switch rapid.IntRange(0, 4).Draw(t, "op") {
+			case 0, 1:
+				hole := true
+				for b := fb; b < fb+n; b++ {
+					if _, ok := model[b]; ok {
+						hole = false
+					}
+				}
+				if hole != tr.isHole(fb, fb+n) {
+					t.Fatalf("isHole(%d,%d) = %v", fb, n, !hole)
+				}
+				if !hole {
+					continue
+				}
+				dev := devBase + fb
+				if rapid.IntRange(0, 3).Draw(t, "jump") == 0 {
+					devBase += 1000
+					dev = devBase + fb
+				}
+				e := format.Extent{FileBlock: fb, DevBlock: dev, Count: n, State: format.StateUnwritten}
+				tr.modify(fb, fb+n, func(w []format.Extent) []format.Extent { return extInsert(w, e) })
+				for b := int64(0); b < n; b++ {
+					model[fb+b] = blk{dev + b, format.StateUnwritten}
+				}
+			case 2, 3:
+				from, to := format.StateUnwritten, format.StateWritten
+				if rapid.Bool().Draw(t, "unwrite") {
+					from, to = to, from
+				}
+				for b := fb; b < fb+n; b++ {
+					if m, ok := model[b]; ok && m.state == from {
+						m.state = to
+						model[b] = m
+					}
+				}
+				tr.modify(fb, fb+n, func(w []format.Extent) []format.Extent {
+					w, _ = extSetState(w, fb, fb+n, from, to)
+					return w
+				})
+			case 4:
+				for b := fb; b < fb+n; b++ {
+					delete(model, b)
+				}
+				tr.modify(fb, fb+n, func(w []format.Extent) []format.Extent {
+					w, _ = extRemove(w, fb, fb+n, nil)
+					return w
+				})
+			}
+			all := tr.flat(nil)
+			if len(all) != tr.n {
+				t.Fatalf("count %d, have %d", tr.n, len(all))
+			}
+			for _, l := range tr.leaves {
+				if len(l) == 0 || len(l) > tr.max() {
+					t.Fatalf("leaf of %d extents (max %d)", len(l), tr.max())
+				}
+			}
+			for i := 1; i < len(all); i++ {
+				p, e := all[i-1], all[i]
+				if p.FileBlock+p.Count > e.FileBlock || mergeable(p, e) || e.Count <= 0 {
+					t.Fatalf("extents %d,%d: %+v %+v", i-1, i, p, e)
+				}
+			}
+			q := rapid.Int64Range(0, span64).Draw(t, "q")
+			if p, ok := tr.prev(q); ok != (q > 0 && len(all) > 0 && all[0].FileBlock+all[0].Count <= q) ||
+				(ok && p.FileBlock+p.Count > q) {
+				t.Fatalf("prev(%d) = %+v %v", q, p, ok)
+			}
+			for _, m := range tr.mapRange(nil, 0, span64) {
+				for b := int64(0); b < m.Count; b++ {
+					mb, ok := model[m.FileBlock+b]
+					switch {
+					case m.State == Hole && ok:
+						t.Fatalf("block %d: hole, model %+v", m.FileBlock+b, mb)
+					case m.State != Hole && (!ok || mb.dev != m.DevBlock+b || State(mb.state) != m.State):
+						t.Fatalf("block %d: %+v, model %+v %v", m.FileBlock+b, m, mb, ok)
+					}
+				}
+			}
+		}
+	})
+}

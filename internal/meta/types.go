@@ -107,8 +107,8 @@ type inode struct {
 	parent Ino   // directories only
 	blocks int64 // sum of extent counts
 
-	ext []format.Extent // regular files: extent map
-	dir map[string]Ino  // directories: entries
+	ext extTree        // regular files: extent map
+	dir map[string]Ino // directories: entries
 }
 
 func (n *inode) isDir() bool { return n.mode.IsDir() }
