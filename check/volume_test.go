@@ -1,0 +1,150 @@
+package check
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aiodio/aiodio"
+	"github.com/aiodio/aiodio/device/sim"
+	"github.com/aiodio/aiodio/internal/testenv"
+)
+
+// policies are the hole policies every volume stress test runs with
+// (StrictAlignment off: unaligned direct I/O is exercised).
+var policies = []aiodio.HolePolicy{aiodio.Unwritten, aiodio.BufferedFallback}
+
+const volSize = 64 << 20
+
+// poisonImage writes the poison marker over size bytes of path (created if
+// needed) and syncs it: what mkfs leaves of it must never be read.
+func poisonImage(t *testing.T, path string, size int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := bytes.Repeat(DefaultPoison, (1<<20)/len(DefaultPoison))
+	for off := int64(0); off < size; off += int64(len(chunk)) {
+		if _, err := f.WriteAt(chunk[:min(int64(len(chunk)), size-off)], off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stressVolumePath runs the stress on a poisoned volume at path (an image
+// file or a block device), then checks the closed volume with Fsck.
+func stressVolumePath(t *testing.T, path string, hp aiodio.HolePolicy, ops int) {
+	if err := aiodio.Mkfs(path, aiodio.MkfsOptions{}); err != nil {
+		t.Fatalf("mkfs %s: %v", path, err)
+	}
+	tg, err := OpenVolume(path, aiodio.Options{HolePolicy: hp, CacheBytes: 8 << 20})
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			tg.Close()
+		}
+	})
+	runStress(t, tg, Config{Ops: ops})
+	closed = true
+	if err := tg.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if f, err := aiodio.Fsck(path); err != nil || len(f) != 0 {
+		t.Fatalf("fsck after the run: %v %q", err, f)
+	}
+}
+
+func TestStressPoisonShm(t *testing.T) {
+	st, err := os.Stat("/dev/shm")
+	testenv.Need(t, "shm", err == nil && st.IsDir(), "/dev/shm is not available")
+	for _, hp := range policies {
+		t.Run(hp.String(), func(t *testing.T) {
+			dir, err := os.MkdirTemp("/dev/shm", "aiodio-check-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			img := filepath.Join(dir, "vol.img")
+			poisonImage(t, img, volSize)
+			stressVolumePath(t, img, hp, 2500)
+		})
+	}
+}
+
+func TestStressPoisonLoop4K(t *testing.T) {
+	testenv.NeedRoot(t)
+	losetup := testenv.NeedCommand(t, "losetup")
+	for _, hp := range policies {
+		t.Run(hp.String(), func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "loop.img")
+			poisonImage(t, img, volSize)
+			out, err := exec.Command(losetup, "--find", "--show", "--sector-size", "4096", "--direct-io=on", img).CombinedOutput()
+			testenv.Need(t, "loop", err == nil, fmt.Sprintf("losetup: %v: %s", err, out))
+			loop := strings.TrimSpace(string(out))
+			t.Cleanup(func() {
+				// Detach even on failure; the volume is closed by then
+				// (cleanups run last-in first-out).
+				var out []byte
+				var err error
+				for i := 0; i < 50; i++ {
+					if out, err = exec.Command(losetup, "-d", loop).CombinedOutput(); err == nil {
+						return
+					}
+					time.Sleep(100 * time.Millisecond) // EBUSY while the kernel drops its last reference
+				}
+				t.Errorf("losetup -d %s: %v: %s", loop, err, out)
+			})
+			if b, err := os.ReadFile("/sys/block/" + filepath.Base(loop) + "/queue/logical_block_size"); err == nil {
+				if s := strings.TrimSpace(string(b)); s != "4096" {
+					t.Fatalf("%s: logical block size %s, want 4096", loop, s)
+				}
+			}
+			stressVolumePath(t, loop, hp, 2500)
+		})
+	}
+}
+
+func TestStressPoisonSim(t *testing.T) {
+	for _, hp := range policies {
+		t.Run(hp.String(), func(t *testing.T) {
+			seed := testSeed(t)
+			d := sim.New(sim.Options{Size: volSize, Seed: seed, Latency: 200 * time.Microsecond, LatencyJitter: true, Completers: 2})
+			t.Cleanup(func() { d.Close() })
+			d.Poison(DefaultPoison)
+			if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			tg, err := OpenVolumeDevice(d, aiodio.Options{HolePolicy: hp, CacheBytes: 8 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			closed := false
+			t.Cleanup(func() {
+				if !closed {
+					tg.Close()
+				}
+			})
+			runStress(t, tg, Config{Seed: seed, Ops: 2500})
+			closed = true
+			if err := tg.Close(); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			if f, err := aiodio.FsckDevice(d); err != nil || len(f) != 0 {
+				t.Fatalf("fsck after the run: %v %q", err, f)
+			}
+		})
+	}
+}
