@@ -208,8 +208,9 @@ func (c *fakeCache) Calls() []string {
 }
 
 func (c *fakeCache) WriteAndWait(off, n int64) error {
+	// Collect the dirty pages under mu, write them back without it (a
+	// held device request must not block Calls()).
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.log("writeandwait %d %d", off, n)
 	var blks []int64
 	for b := range c.dirty {
@@ -218,18 +219,25 @@ func (c *fakeCache) WriteAndWait(off, n int64) error {
 		}
 	}
 	sort.Slice(blks, func(i, j int) bool { return blks[i] < blks[j] })
-	for _, b := range blks {
+	data := make([][]byte, len(blks))
+	for i, b := range blks {
+		data[i] = append([]byte(nil), c.pages[b]...)
+	}
+	c.mu.Unlock()
+	for i, b := range blks {
 		if err := c.ext.AllocUnwritten(c.ino, b, 1); err != nil {
 			return err
 		}
 		d := c.ext.devBlock(c.ino, b)
-		if err := syncDev(c.dev, device.Write, d*c.bs, c.pages[b]); err != nil {
+		if err := syncDev(c.dev, device.Write, d*c.bs, data[i]); err != nil {
 			return err
 		}
 		if err := c.ext.ConvertWritten(c.ino, b, 1, 0); err != nil {
 			return err
 		}
+		c.mu.Lock()
 		delete(c.dirty, b)
+		c.mu.Unlock()
 	}
 	return nil
 }

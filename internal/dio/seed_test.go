@@ -117,9 +117,8 @@ func TestSeed000_AIOExtendNoStaleRead(t *testing.T) {
 // completes once, only after the buffered remainder was written back.
 //
 // Checked by hand: not waiting for the direct part (removing "<-d.wake" in
-// finishFallback) makes this test fail (the fallback and completion happen
-// while the direct request is held), and the scribble check then finds
-// the overwritten buffer on the device.
+// finishFallback) makes this test fail: the fallback runs while the
+// direct request is still held.
 func TestSeed000_FallbackWaitsForDirectPart(t *testing.T) {
 	r := newRig(t, rigOpts{policy: BufferedFallback, sim: sim.Options{Hold: true}})
 	r.writeFile(0, 1, 8192, nil) // block 0 written, block 1 a hole, size 8 KiB
@@ -695,6 +694,9 @@ func TestSeed004_InvalidationFailureBeforeSubmit(t *testing.T) {
 	}
 
 	// And once more with a working invalidation: the stale page goes.
+	r.cache.mu.Lock()
+	r.cache.invalErrs = nil
+	r.cache.mu.Unlock()
 	c := r.newOp(alignbuf.Alloc(4096), 0, 0)
 	if err := r.e.Write(&c.Op); err != nil {
 		t.Fatal(err)
