@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,18 +31,20 @@ type benchOptions struct {
 	size       sizeValue
 	engine     string
 	seconds    int
+	rounds     int
 	compareFio bool
 	json       bool
 }
 
 func newBenchDeviceCmd(a *app) *cobra.Command {
-	o := benchOptions{size: 1 << 30, engine: "auto", seconds: 5}
+	o := benchOptions{size: 1 << 30, engine: "auto", seconds: 5, rounds: 1}
 	cmd := &cobra.Command{
 		Use:   "device",
 		Short: "Benchmark the device engine (optionally beside fio)",
 		Long: "bench device runs each workload through aiodio's device engine on --file (default:\n" +
 			"a temporary image of --size, written in full so reads hit real blocks) and, with\n" +
-			"--compare-fio, the same workload through fio right after it.\n\n" +
+			"--compare-fio, the same workload through fio right after it. With --rounds N\n" +
+			"each workload runs N times, alternating with fio, and the median round is shown.\n\n" +
 			"Workloads: " + strings.Join(workloadNames(), ", ") + ".\n" +
 			"An existing --file is used as it is (a sparse file reads holes and measures little).",
 		Args: noArgs,
@@ -54,6 +57,7 @@ func newBenchDeviceCmd(a *app) *cobra.Command {
 	f.Var(&o.size, "size", "size of the temporary image, or of a new --file")
 	f.StringVar(&o.engine, "engine", o.engine, "device engine: auto, uring or threads")
 	f.IntVar(&o.seconds, "seconds", o.seconds, "run time of each workload")
+	f.IntVar(&o.rounds, "rounds", o.rounds, "run each workload this many times (alternating with fio) and report the median round")
 	f.BoolVar(&o.compareFio, "compare-fio", false, "run fio (io_uring, direct=1) after each workload and print the ratio")
 	f.BoolVar(&o.json, "json", false, "print one JSON object instead of a table")
 	return cmd
@@ -173,6 +177,9 @@ func runBenchDevice(ctx context.Context, a *app, o benchOptions) error {
 	if o.seconds < 1 || o.seconds > 3600 {
 		return usagef("--seconds %d out of range [1, 3600]", o.seconds)
 	}
+	if o.rounds < 1 || o.rounds > 100 {
+		return usagef("--rounds %d out of range [1, 100]", o.rounds)
+	}
 	ws, err := selectWorkloads(o.workloads)
 	if err != nil {
 		return err
@@ -220,24 +227,57 @@ func runBenchDevice(ctx context.Context, a *app, o benchOptions) error {
 	for _, w := range ws {
 		w.Duration = time.Duration(o.seconds) * time.Second
 		w.Span = span
-		res, err := runDevbench(ctx, a, dev, w)
+		row, err := benchWorkload(ctx, a, dev, tgt.path, w, o)
 		if err != nil {
 			return fmt.Errorf("workload %s: %w", w.Name, err)
-		}
-		row := benchRow{Name: w.Name, IOPS: res.IOPS, MiBps: res.MiBps, P50us: usOf(res.P50), P99us: usOf(res.P99)}
-		if o.compareFio {
-			fr, err := fiorun.Run(ctx, fiorun.Job{
-				File: tgt.path, RW: fioRW(w.Random, w.Write), BS: w.BlockSize, IODepth: w.QueueDepth,
-				Seconds: o.seconds, Size: span, Engine: "io_uring", Direct: true,
-			})
-			if err != nil {
-				return fmt.Errorf("workload %s: %w", w.Name, err)
-			}
-			addFio(&row, fr)
 		}
 		rep.Workloads = append(rep.Workloads, row)
 	}
 	return printBench(a, rep, o.json)
+}
+
+// benchWorkload runs w o.rounds times (aiodio, then fio right after it when
+// comparing) and returns the median round: by ratio when comparing, else by
+// IOPS. All figures of the row come from that one round, so ratio is
+// always iops / fio_iops; alternating rounds cancel most of a noisy
+// machine's drift.
+func benchWorkload(ctx context.Context, a *app, dev device.Device, path string, w devbench.Workload, o benchOptions) (benchRow, error) {
+	var rounds []benchRow
+	for i := range o.rounds {
+		res, err := runDevbench(ctx, a, dev, w)
+		if err != nil {
+			return benchRow{}, err
+		}
+		row := benchRow{Name: w.Name, IOPS: res.IOPS, MiBps: res.MiBps, P50us: usOf(res.P50), P99us: usOf(res.P99)}
+		if o.compareFio {
+			fr, err := fiorun.Run(ctx, fiorun.Job{
+				File: path, RW: fioRW(w.Random, w.Write), BS: w.BlockSize, IODepth: w.QueueDepth,
+				Seconds: o.seconds, Size: w.Span, Engine: "io_uring", Direct: true,
+			})
+			if err != nil {
+				return benchRow{}, err
+			}
+			addFio(&row, fr)
+			a.log.Info("bench round", "workload", w.Name, "round", i+1, "iops", row.IOPS, "fio_iops", fr.IOPS, "ratio", *row.Ratio)
+		} else {
+			a.log.Info("bench round", "workload", w.Name, "round", i+1, "iops", row.IOPS)
+		}
+		rounds = append(rounds, row)
+	}
+	return medianRound(rounds), nil
+}
+
+// medianRound returns the round with the median ratio (median IOPS without
+// fio figures); of an even count, the lower middle one.
+func medianRound(rounds []benchRow) benchRow {
+	key := func(r benchRow) float64 {
+		if r.Ratio != nil {
+			return *r.Ratio
+		}
+		return r.IOPS
+	}
+	slices.SortStableFunc(rounds, func(x, y benchRow) int { return cmp.Compare(key(x), key(y)) })
+	return rounds[(len(rounds)-1)/2]
 }
 
 func fiorunLookPath() (string, error) {

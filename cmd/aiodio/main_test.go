@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,9 +41,11 @@ func TestUsageErrors(t *testing.T) {
 		{"bench"},
 		{"bench", "nosuchbench"},
 		{"bench", "device", "--workload", "randread-4k-qd32,bogus", "--dir", dir},
+		{"bench", "device", "--workload", "randread-4k-qd32", "--workload", "bogus", "--dir", dir},
 		{"bench", "device", "--seconds", "0", "--dir", dir},
 		{"bench", "device", "--size", "4097", "--dir", dir},
 		{"bench", "device", "--engine", "bogus", "--dir", dir},
+		{"bench", "device", "--rounds", "0", "--dir", dir},
 	} {
 		code, _, stderr := aiodio(t, args...)
 		if code != exitUsage {
@@ -196,7 +199,7 @@ func decodeReport(t *testing.T, stdout string) map[string][]map[string]any {
 func TestBenchDeviceJSON(t *testing.T) {
 	dir := t.TempDir()
 	code, stdout, _ := aiodio(t, "bench", "device", "--seconds", "1", "--size", "8MiB", "--dir", dir, "--json",
-		"--workload", "seqread-128k-qd8", "--workload", "randwrite-4k-qd32")
+		"--workload", "seqread-128k-qd8,randwrite-4k-qd32", "--rounds", "2")
 	if code != exitOK {
 		t.Fatalf("exit %d", code)
 	}
@@ -283,5 +286,26 @@ func TestPrintBenchWithFio(t *testing.T) {
 		`"fio_iops":100000,"fio_mib_s":390.6,"fio_p50_us":280,"fio_p99_us":800,"ratio":0.9}]}` + "\n"
 	if out.String() != want {
 		t.Errorf("JSON =\n%s want\n%s", out.String(), want)
+	}
+}
+
+func TestMedianRound(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	rows := []benchRow{
+		{Name: "a", IOPS: 5, Ratio: f(0.5)},
+		{Name: "b", IOPS: 1, Ratio: f(1.5)},
+		{Name: "c", IOPS: 9, Ratio: f(0.9)},
+	}
+	if got := medianRound(slices.Clone(rows)); got.Name != "c" {
+		t.Errorf("median by ratio = %s, want c", got.Name)
+	}
+	for i := range rows {
+		rows[i].Ratio = nil
+	}
+	if got := medianRound(slices.Clone(rows)); got.Name != "a" {
+		t.Errorf("median by IOPS = %s, want a", got.Name)
+	}
+	if got := medianRound(rows[:2]); got.Name != "b" { // lower middle of {1, 5}
+		t.Errorf("median of two = %s, want b", got.Name)
 	}
 }
