@@ -97,3 +97,41 @@ func TestReadOnlyAndClosed(t *testing.T) {
 	wantErr(t, err, syscall.EBADF, "lookup after close")
 	must(t, f.Close())
 }
+
+// TestMetadataBudgetENOSPC fills the inode/name budget with long names:
+// creation fails cleanly with ENOSPC, removal still works, and the
+// checkpoint of the full volume fits its slot (Close, remount, fsck).
+func TestMetadataBudgetENOSPC(t *testing.T) {
+	dev := sim.New(sim.Options{Size: 2 << 20, SectorSize: 512, WriteThrough: true})
+	defer dev.Close()
+	must(t, Mkfs(dev, MkfsOptions{}))
+	f, err := Mount(dev, MountOptions{})
+	must(t, err)
+	long := strings.Repeat("n", 250)
+	var made int
+	for i := 0; ; i++ {
+		_, _, err := f.Create(sprintf("%s%05d", long, i), 0o644, true)
+		if err != nil {
+			wantErr(t, err, syscall.ENOSPC, "create past the metadata budget")
+			break
+		}
+		made++
+		if made > 100000 {
+			t.Fatal("budget never reached")
+		}
+	}
+	_, err = f.Mkdir(long+"dir", 0o755)
+	wantErr(t, err, syscall.ENOSPC, "mkdir past the metadata budget")
+	must(t, f.Unlink(sprintf("%s%05d", long, 0)))
+	_, _, err = f.Create("short", 0o644, true)
+	must(t, err)
+	must(t, f.Close())
+	g, err := Mount(dev, MountOptions{})
+	must(t, err)
+	if s := g.Stats(); s.Files != int64(made) {
+		t.Fatalf("files %d, want %d", s.Files, made)
+	}
+	if fi, err := Fsck(dev); err != nil || len(fi) > 0 {
+		t.Fatal(fi, err)
+	}
+}
