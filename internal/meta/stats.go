@@ -9,6 +9,7 @@ func (f *FS) Stats() Stats {
 		DataBlocks: f.dataEnd - f.dataStart, FreeBlocks: f.free.total, PendingBlocks: f.pendingN,
 		Inodes: int64(len(f.inodes)), Extents: f.nExtents, JournalBlocks: int64(f.sb.JournalBlocks),
 		JournalUsed: f.jpos, CheckpointSlot: int(f.sb.ActiveSlot), Epoch: f.sb.Epoch,
+		CheckpointBlocks: int64(f.sb.CheckpointBlocks), UUID: f.sb.UUID,
 		MetaBytes: f.metaBytes, MetaBudget: f.inodeBudget, Commits: f.nCommits, Checkpoints: f.nCkpts,
 	}
 	s.UsedBlocks = s.DataBlocks - s.FreeBlocks - s.PendingBlocks

@@ -76,25 +76,27 @@ type MkfsOptions struct {
 
 // Stats describes a volume's usage, for `aiodio stat`.
 type Stats struct {
-	BlockSize      int
-	TotalBlocks    int64 // the whole volume, metadata areas included
-	DataStart      int64 // first block of the data area
-	DataBlocks     int64 // blocks of the data area
-	UsedBlocks     int64 // owned by files (written or unwritten)
-	FreeBlocks     int64 // allocatable now
-	PendingBlocks  int64 // freed, allocatable once the freeing record is durable
-	Inodes         int64
-	Files          int64
-	Dirs           int64
-	Extents        int64
-	JournalBlocks  int64
-	JournalUsed    int64 // blocks of the journal written since the last checkpoint
-	CheckpointSlot int   // slot holding the current checkpoint
-	Epoch          uint64
-	MetaBytes      int64 // inode and directory-entry budget in use
-	MetaBudget     int64 // its limit (creating past it fails with ENOSPC)
-	Commits        uint64
-	Checkpoints    uint64
+	BlockSize        int
+	TotalBlocks      int64 // the whole volume, metadata areas included
+	DataStart        int64 // first block of the data area
+	DataBlocks       int64 // blocks of the data area
+	UsedBlocks       int64 // owned by files (written or unwritten)
+	FreeBlocks       int64 // allocatable now
+	PendingBlocks    int64 // freed, allocatable once the freeing record is durable
+	Inodes           int64
+	Files            int64
+	Dirs             int64
+	Extents          int64
+	JournalBlocks    int64
+	JournalUsed      int64 // blocks of the journal written since the last checkpoint
+	CheckpointSlot   int   // slot holding the current checkpoint
+	CheckpointBlocks int64 // size of each of the two checkpoint slots
+	UUID             [16]byte
+	Epoch            uint64
+	MetaBytes        int64 // inode and directory-entry budget in use
+	MetaBudget       int64 // its limit (creating past it fails with ENOSPC)
+	Commits          uint64
+	Checkpoints      uint64
 }
 
 // inode is the in-memory inode. All fields are protected by FS.mu.
