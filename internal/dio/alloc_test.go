@@ -47,7 +47,7 @@ func TestSteadyStateAllocs(t *testing.T) {
 	})
 	t.Logf("allocs/op: overwrite %.2f, read %.2f", w, r)
 	// sync.Pool may drop entries at a GC during the run; allow a fraction.
-	if w > 0.5 || r > 0.5 {
+	if !raceEnabled && (w > 0.5 || r > 0.5) {
 		t.Fatalf("allocs/op: overwrite %.2f, read %.2f; want 0", w, r)
 	}
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package dio
+
+const raceEnabled = false
