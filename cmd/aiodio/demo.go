@@ -112,8 +112,11 @@ func runDemo(ctx context.Context, a *app, o demoOptions) error {
 	d := newDemoRun(dev, size, o)
 	total := time.Duration(o.seconds * float64(time.Second))
 	rows, runErr := d.run(ctx, a, total)
-	if cerr := dev.Close(); cerr != nil && runErr == nil {
-		runErr = fmt.Errorf("closing the device: %w", cerr)
+	// Close drains; a hung device would hang it, so it is left to the exit.
+	if !errors.Is(runErr, errDeviceHung) {
+		if cerr := dev.Close(); cerr != nil && runErr == nil {
+			runErr = fmt.Errorf("closing the device: %w", cerr)
+		}
 	}
 	printDemoTable(a, rows)
 	if runErr != nil {
@@ -207,17 +210,24 @@ func (d *demoRun) run(ctx context.Context, a *app, total time.Duration) ([]demoR
 	return rows, err
 }
 
+// errDeviceHung says the device stopped completing requests.
+var errDeviceHung = errors.New("the device stopped completing requests")
+
+// demoStall is how long the demo waits for a completion before it calls the
+// device hung (tests shorten it).
+var demoStall = 30 * time.Second
+
 // wait returns the next completed slot. It gives up when the device
 // completes nothing for a long time (a hung device would otherwise hang the
 // demo); the buffers still in flight are then never reused.
 func (d *demoRun) wait() (*demoSlot, error) {
-	t := time.NewTimer(30 * time.Second)
+	t := time.NewTimer(demoStall)
 	defer t.Stop()
 	select {
 	case s := <-d.done:
 		return s, nil
 	case <-t.C:
-		return nil, errors.New("device completed no request for 30s")
+		return nil, fmt.Errorf("%w: none completed in %v", errDeviceHung, demoStall)
 	}
 }
 

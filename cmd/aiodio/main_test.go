@@ -309,3 +309,27 @@ func TestMedianRound(t *testing.T) {
 		t.Errorf("median of two = %s, want b", got.Name)
 	}
 }
+
+// blackHole accepts requests and never completes them.
+type blackHole struct{ device.Device }
+
+func (blackHole) Submit(reqs ...*device.Request) (int, error) { return len(reqs), nil }
+
+func TestDemoHungDevice(t *testing.T) {
+	old, oldStall := openDevice, demoStall
+	t.Cleanup(func() { openDevice, demoStall = old, oldStall })
+	demoStall = 200 * time.Millisecond
+	var real device.Device
+	openDevice = func(path string, o device.OpenOptions) (device.Device, error) {
+		d, err := old(path, o)
+		real = d
+		return blackHole{d}, err
+	}
+	code, _, stderr := aiodio(t, "demo", "--seconds", "1", "--size", "4MiB", "--dir", t.TempDir())
+	if real != nil {
+		real.Close() // nothing reached it
+	}
+	if code != exitFailure || !strings.Contains(stderr, "stopped completing") {
+		t.Fatalf("demo over a hung device: exit %d, stderr %q; want 1 and a clear message", code, stderr)
+	}
+}
