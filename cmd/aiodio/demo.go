@@ -279,7 +279,7 @@ func (d *demoRun) pump(ctx context.Context, bar *progress, row *demoRow,
 		if cerr := complete(s); cerr != nil && err == nil {
 			err = cerr
 		}
-		if row.ops%1024 == 0 {
+		if row.ops%128 == 0 {
 			bar.update(row.ops)
 		}
 		if err == nil && ctx.Err() == nil {
