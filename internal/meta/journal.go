@@ -25,7 +25,8 @@ import (
 // With no records queued a round is a single flush (so Commit also makes
 // overwrites of written blocks durable). A failed write or flush breaks the
 // volume: every later update and Commit returns the error (EIO); what was
-// committed before stays valid on the device.
+// committed before stays valid on the device. On a read-only mount Commit
+// does nothing and returns nil.
 func (f *FS) Commit() error { return f.commit(false) }
 
 // commit runs or joins a round; ckpt forces a round of its own that writes a checkpoint.
@@ -33,7 +34,10 @@ func (f *FS) commit(ckpt bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.readOnly {
-		return ErrReadOnly
+		if f.closed {
+			return ErrClosed
+		}
+		return nil // nothing can be queued: like fsync on a read-only mount
 	}
 	my := f.started + 1
 	for {
