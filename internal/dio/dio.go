@@ -40,7 +40,10 @@ type Cache interface {
 	// WriteAndWait writes back the dirty pages of [off, off+n) and waits.
 	WriteAndWait(off, n int64) error
 	// Invalidate drops the clean pages of [off, off+n); EBUSY when a page
-	// cannot be dropped.
+	// cannot be dropped. The second invalidation of a write runs at
+	// end-I/O, possibly on a device completion goroutine: Invalidate must
+	// not wait for device I/O (pagecache.File never does: it fails with
+	// EBUSY instead).
 	Invalidate(off, n int64) error
 	// WriteAt writes p at off through the cache (dirty pages), the buffered
 	// fallback of HolePolicy BufferedFallback.
