@@ -30,7 +30,7 @@ import (
 func TestCrashRecovery(t *testing.T) {
 	seeds := 400
 	if raceEnabled {
-		seeds = 250
+		seeds = 150
 	}
 	for seed := 1; seed <= seeds; seed++ {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { runCrash(t, uint64(seed)) })
