@@ -51,7 +51,7 @@ func newUringDev(fd int, info Info, depth int) (*uringDev, error) {
 	d := &uringDev{fd: fd, info: info}
 	d.info.Engine = "uring"
 	d.cond.L = &d.mu
-	q, err := uring.NewQueue(uint32(depth), d.complete, uring.QueueOptions{})
+	q, err := uring.NewQueue(uint32(depth), d.complete, uring.QueueOptions{Doorbell: true})
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,12 @@ import (
 
 // BenchmarkNopQD32 measures the binding alone: 32 NOPs kept in flight, each
 // resubmitted from its completion callback on the reaper.
-func BenchmarkNopQD32(b *testing.B) {
+func BenchmarkNopQD32(b *testing.B) { benchNop(b, false) }
+
+// BenchmarkNopQD32Doorbell: the same through a doorbell queue.
+func BenchmarkNopQD32Doorbell(b *testing.B) { benchNop(b, true) }
+
+func benchNop(b *testing.B, doorbell bool) {
 	needUring(b)
 	var q *Queue
 	var left atomic.Int64
@@ -24,7 +29,7 @@ func BenchmarkNopQD32(b *testing.B) {
 		e.Opcode, e.UserData = OpNop, ud
 		q.Commit()
 	}
-	q, err := NewQueue(64, complete, QueueOptions{})
+	q, err := NewQueue(64, complete, QueueOptions{Doorbell: doorbell})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,6 +5,9 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // stopMark is the user data of the NOP that stops the reaper.
@@ -30,7 +33,22 @@ type Queue struct {
 	// Spin is how many times the reaper polls the CQ (yielding the
 	// processor) before blocking in io_uring_enter; 0 blocks at once.
 	spin int
+
+	// Doorbell mode: only the reaper's thread enters the kernel. Other
+	// submitters publish their SQEs and, when the reaper sleeps, write the
+	// eventfd on which the reaper keeps a read armed in the ring.
+	doorbell bool
+	efd      int
+	efdBuf   [8]byte // target of the armed eventfd read
+	armed    bool    // the eventfd read is in the ring (under mu)
+	sleeping bool    // the reaper is (about to be) blocked waiting (under mu)
+	rung     bool    // the doorbell was written since the reaper slept (under mu)
 }
+
+// doorbellMark is the user data of the reaper's eventfd read.
+const doorbellMark = ^uint64(0) - 1
+
+var one = [8]byte{1}
 
 // QueueOptions tunes a Queue.
 type QueueOptions struct {
@@ -39,6 +57,9 @@ type QueueOptions struct {
 	// Spin is how many times the reaper polls for completions (yielding in
 	// between) before blocking in io_uring_enter.
 	Spin int
+	// Doorbell routes every submission through the reaper's locked thread
+	// (see Queue); Entries is then one less (the doorbell read).
+	Doorbell bool
 }
 
 // NewQueue sets up a ring of entries SQ entries and starts its reaper, which
@@ -50,15 +71,28 @@ func NewQueue(entries uint32, complete func(userData uint64, res int32), o Queue
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{ring: r, complete: complete, done: make(chan struct{}), spin: o.Spin}
+	q := &Queue{ring: r, complete: complete, done: make(chan struct{}), spin: o.Spin, efd: -1}
 	q.handleFn = q.handle
+	if o.Doorbell {
+		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			r.Close()
+			return nil, fmt.Errorf("eventfd: %w", err)
+		}
+		q.doorbell, q.efd = true, efd
+	}
 	go q.reaper()
 	return q, nil
 }
 
 // Entries returns the SQ size; callers keep at most this many SQEs prepared
 // and not yet completed.
-func (q *Queue) Entries() int { return int(q.ring.sqCount) }
+func (q *Queue) Entries() int {
+	if q.doorbell {
+		return int(q.ring.sqCount) - 1
+	}
+	return int(q.ring.sqCount)
+}
 
 // Ring returns the underlying ring (for Params).
 func (q *Queue) Ring() *Ring { return q.ring }
@@ -75,6 +109,22 @@ func (q *Queue) SQE() *SQE { return q.ring.SQE() }
 // the kernel, or by the reaper when called from a completion callback.
 func (q *Queue) Commit() {
 	q.ring.Publish()
+	if q.doorbell {
+		ring := q.sleeping && !q.rung
+		if ring {
+			q.rung = true
+		}
+		q.mu.Unlock()
+		if ring {
+			for {
+				_, err := unix.Write(q.efd, one[:])
+				if err != unix.EINTR {
+					break
+				}
+			}
+		}
+		return
+	}
 	if q.entering || q.reaping {
 		q.mu.Unlock()
 		return
@@ -106,6 +156,12 @@ func (q *Queue) handle(ud uint64, res int32) {
 		q.stopped = true
 		return
 	}
+	if ud == doorbellMark {
+		q.mu.Lock()
+		q.armed = false
+		q.mu.Unlock()
+		return
+	}
 	q.complete(ud, res)
 }
 
@@ -122,11 +178,28 @@ func (q *Queue) reaper() {
 	for {
 		q.ring.Reap(q.handleFn)
 		q.mu.Lock()
+		if q.doorbell && !q.armed && !q.stopped {
+			if e := q.ring.SQE(); e != nil {
+				e.Opcode, e.Fd, e.Len, e.UserData = OpRead, int32(q.efd), 8, doorbellMark
+				e.Addr = uint64(uintptr(unsafe.Pointer(&q.efdBuf[0])))
+				q.ring.Publish()
+				q.armed = true
+			}
+		}
 		toSubmit := q.ring.Unsubmitted()
 		if q.stopped && toSubmit == 0 {
-			q.reaping = false
-			q.mu.Unlock()
-			return
+			if !q.armed {
+				q.reaping = false
+				q.mu.Unlock()
+				return
+			}
+			// The doorbell read targets q.efdBuf: complete it (write the
+			// eventfd) and reap it before the ring goes, so the kernel
+			// never writes there after Close.
+			if !q.rung {
+				q.rung = true
+				unix.Write(q.efd, one[:])
+			}
 		}
 		q.reaping = false
 		q.mu.Unlock()
@@ -139,6 +212,14 @@ func (q *Queue) reaper() {
 		var flags, wait uint32
 		if !q.ring.CQReady() || q.ring.Overflowed() {
 			flags, wait = EnterGetevents, 1
+		}
+		if q.doorbell && wait != 0 {
+			q.mu.Lock()
+			q.sleeping = true
+			if n := q.ring.Unsubmitted(); n != toSubmit {
+				toSubmit = n // published between the two locks
+			}
+			q.mu.Unlock()
 		}
 		if toSubmit != 0 || wait != 0 {
 			_, errno := enter(q.ring.fd, toSubmit, wait, flags)
@@ -154,6 +235,7 @@ func (q *Queue) reaper() {
 		}
 		q.mu.Lock()
 		q.reaping = true
+		q.sleeping, q.rung = false, false
 		q.mu.Unlock()
 	}
 }
@@ -181,5 +263,9 @@ func (q *Queue) Close() error {
 	e.UserData = stopMark
 	q.Commit()
 	<-q.done
-	return q.ring.Close()
+	err := q.ring.Close()
+	if q.efd >= 0 {
+		unix.Close(q.efd)
+	}
+	return err
 }

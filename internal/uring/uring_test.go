@@ -34,12 +34,18 @@ func TestSizes(t *testing.T) {
 }
 
 func TestNopManyGoroutines(t *testing.T) {
+	for _, db := range []bool{false, true} {
+		t.Run(map[bool]string{false: "direct", true: "doorbell"}[db], func(t *testing.T) { nopManyGoroutines(t, db) })
+	}
+}
+
+func nopManyGoroutines(t *testing.T, doorbell bool) {
 	needUring(t)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	var mu sync.Mutex
 	seen := map[uint64]int{}
 	var wg sync.WaitGroup
-	var sem = make(chan struct{}, 64) // bound in-flight to the ring size
+	var sem = make(chan struct{}, 63) // bound in-flight to the ring size (less the doorbell)
 	q, err := NewQueue(64, func(ud uint64, res int32) {
 		<-sem
 		mu.Lock()
@@ -49,9 +55,12 @@ func TestNopManyGoroutines(t *testing.T) {
 			t.Errorf("nop res %d", res)
 		}
 		wg.Done()
-	}, QueueOptions{})
+	}, QueueOptions{Doorbell: doorbell})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if doorbell && q.Entries() != 63 {
+		t.Fatalf("doorbell queue has %d entries for callers, want 63", q.Entries())
 	}
 	const G, N = 8, 500
 	var sub sync.WaitGroup
@@ -150,9 +159,15 @@ func TestReadWriteFile(t *testing.T) {
 }
 
 func TestNopNoAllocs(t *testing.T) {
+	for _, db := range []bool{false, true} {
+		nopNoAllocs(t, db)
+	}
+}
+
+func nopNoAllocs(t *testing.T, doorbell bool) {
 	needUring(t)
 	done := make(chan struct{}, 1)
-	q, err := NewQueue(8, func(ud uint64, r int32) { done <- struct{}{} }, QueueOptions{})
+	q, err := NewQueue(8, func(ud uint64, r int32) { done <- struct{}{} }, QueueOptions{Doorbell: doorbell})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +180,7 @@ func TestNopNoAllocs(t *testing.T) {
 		<-done
 	})
 	if allocs > 0 {
-		t.Fatalf("%.2f allocations per NOP round trip", allocs)
+		t.Fatalf("doorbell %v: %.2f allocations per NOP round trip", doorbell, allocs)
 	}
 }
 
