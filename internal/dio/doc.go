@@ -16,8 +16,9 @@
 //     the device's MemAlign (Linux O_DIRECT). RWF_NOWAIT turns every lock or
 //     drain wait into EAGAIN.
 //  2. Inode lock shared, or exclusive (then drain) when the write starts
-//     past a size that ends inside a block: the tail of that block is
-//     zeroed first (meta.Truncate leaves it to us; I1).
+//     past a size that ends inside a block (the tail of that block is
+//     zeroed first; meta.Truncate leaves it to us; I1) or has a partial
+//     sector (see Known limits).
 //  3. Write back and invalidate the cached pages of the range (I5). A
 //     failure rejects the op: nothing was submitted (seed 004).
 //  4. Drain.Begin; map; under BufferedFallback end the direct part at the
@@ -59,11 +60,12 @@
 //
 // # Known limits
 //
-//   - Sub-sector read-modify-write (StrictAlignment false) of a written
-//     block is serialized against other range-lock holders only; an
-//     aligned overwrite of the same sector running at the same moment takes
-//     no lock and may be undone by the RMW (the result is one of the two
-//     writes per byte range, but not linearizable per sector).
+//   - A write with a partial sector (StrictAlignment false; Linux refuses
+//     it) holds the inode lock exclusive and drains, so its
+//     read-modify-write of the edge sectors cannot race with an overwrite
+//     of the same sector (overwrites of written blocks take no range lock).
+//     Such writes are serialized per file, like XFS's unaligned path;
+//     sector-aligned sub-block writes are not (they use range locks only).
 //   - A short device transfer fails the op with EIO instead of resubmitting
 //     the remainder.
 //   - RWF_NOWAIT does not avoid waiting for a write-back of dirty cached

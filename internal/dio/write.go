@@ -69,8 +69,13 @@ func (e *Engine) Write(op *Op) error {
 	nowait := op.Flags&NoWait != 0
 	off, end := op.Off, op.Off+int64(len(op.Buf))
 
-	// Step 2: the inode lock, exclusive when the write zeroes past EOF.
-	excl := false
+	// Step 2: the inode lock, exclusive when the write zeroes past EOF or
+	// has a partial sector (StrictAlignment false): the read-modify-write
+	// of that sector must not race with an overwrite of the same sector,
+	// which takes no range lock (XFS likewise takes the inode lock
+	// exclusive and drains for unaligned direct writes).
+	ss := int64(e.ss)
+	excl := !e.o.StrictAlignment && (off%ss != 0 || end%ss != 0)
 	var size int64
 	for {
 		if err := in.Lock.LockMode(ctx, excl, nowait); err != nil {
