@@ -211,10 +211,14 @@ func (l *Inode) grantLocked() {
 			}
 			l.readers++
 		}
+		// Read everything needed from w before the send: once the token
+		// is delivered the waiter may return w to the pool, and another
+		// Inode may take it and rewrite it.
+		excl := w.excl
 		w.granted = true
 		w.ch <- struct{}{}
 		n++
-		if w.excl {
+		if excl {
 			break
 		}
 	}
