@@ -58,6 +58,18 @@
 // range lock released and the drain ended (I9); blocks of a failed write
 // stay unwritten and the size is not raised.
 //
+// # Short device transfers (I4)
+//
+// The device layer guarantees none: device.Request says "On success N
+// equals the request's length", and every backend resubmits short
+// transfers for the remainder itself (device/doc.go; device/uring.go and
+// device/threads.go loop until the length is moved or an error occurs).
+// The engine does not rely on it alone: a request that completes without
+// error but short is resubmitted for the rest from the exact byte it
+// stopped at (requestDone, syncIO), so nothing is moved twice and the op's
+// count stays exact; one that moved nothing, or a partial sector, fails the
+// op with EIO (TestShortTransferResubmitsRemainder).
+//
 // # Known limits
 //
 //   - A write with a partial sector (StrictAlignment false; Linux refuses
@@ -66,8 +78,6 @@
 //     of the same sector (overwrites of written blocks take no range lock).
 //     Such writes are serialized per file, like XFS's unaligned path;
 //     sector-aligned sub-block writes are not (they use range locks only).
-//   - A short device transfer fails the op with EIO instead of resubmitting
-//     the remainder.
 //   - RWF_NOWAIT does not avoid waiting for a write-back of dirty cached
 //     pages in the range.
 package dio

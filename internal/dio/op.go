@@ -166,13 +166,42 @@ func (d *dop) submit() {
 }
 
 // requestDone is every device request's Done.
+//
+// A short completion (no error, 0 < N < length) is resubmitted for the
+// remainder, from inside Done (which the device contract allows), keeping
+// the op's reference: the bytes already moved are not moved again and the
+// op's count stays exact (I4). The device layer already guarantees N ==
+// length on success (device/doc.go), so this is a second line of defence
+// for a Device implementation that does not. A completion that moved
+// nothing and reported no error fails the op with EIO (no progress).
 func (d *dop) requestDone(r *device.Request) {
-	if r.Err != nil {
+	switch {
+	case r.Err != nil:
 		d.setErr(r.Err)
-	} else if r.N != r.Len() {
+	case r.N != r.Len():
+		if d.resubmitShort(r) {
+			return
+		}
 		d.setErr(errShort)
 	}
 	d.put()
+}
+
+// resubmitShort resubmits the rest of r after a short transfer, reporting
+// whether it did (then r completes again later).
+func (d *dop) resubmitShort(r *device.Request) bool {
+	n := r.N
+	if n <= 0 || n > r.Len() || r.Bufs != nil || n%d.e.ss != 0 {
+		return false
+	}
+	r.Off += int64(n)
+	r.Buf = r.Buf[n:]
+	r.N, r.Err = 0, nil
+	if _, err := d.e.dev.Submit(r); err != nil {
+		d.setErr(err)
+		d.put()
+	}
+	return true
 }
 
 // put drops one reference; the last one runs end-I/O (or wakes the

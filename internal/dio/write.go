@@ -533,15 +533,23 @@ func (e *Engine) syncIO(kind device.Kind, off int64, buf []byte) error {
 		s = &syncReq{ch: make(chan struct{}, 1)}
 		s.done = func(*device.Request) { s.ch <- struct{}{} }
 	}
-	s.r = device.Request{Kind: kind, Off: off, Buf: buf, Done: s.done}
-	if _, err := e.dev.Submit(&s.r); err != nil {
-		e.syncs.Put(s)
-		return err
-	}
-	<-s.ch
-	err := s.r.Err
-	if err == nil && s.r.N != len(buf) {
-		err = errShort
+	var err error
+	for len(buf) > 0 {
+		s.r = device.Request{Kind: kind, Off: off, Buf: buf, Done: s.done}
+		if _, err = e.dev.Submit(&s.r); err != nil {
+			break
+		}
+		<-s.ch
+		err = s.r.Err
+		n := s.r.N
+		if err == nil && n != len(buf) && (n <= 0 || n > len(buf) || n%e.ss != 0) {
+			err = errShort
+		}
+		if err != nil {
+			break
+		}
+		// A short transfer continues with the remainder (see requestDone).
+		off, buf = off+int64(n), buf[n:]
 	}
 	s.r = device.Request{}
 	e.syncs.Put(s)
