@@ -41,10 +41,11 @@ type roundInfo struct {
 
 // failure is a recorded failure, rendered with its op log at the end.
 type failure struct {
-	msg  string
-	slot int
-	id   uint16
-	off  int64 // -1: not about a place
+	msg   string
+	slot  int
+	id    uint16
+	off   int64 // -1: not about a place
+	round int   // the round in progress when it was recorded
 }
 
 // runner is one Run.
@@ -57,6 +58,7 @@ type runner struct {
 	log    []*opRec // every op, in generation order
 	byGen  []*opRec // the writes, by generation (increasing)
 	rinfo  *roundInfo
+	round  int // the round in progress (set between rounds)
 	nextID uint16
 
 	bytesWritten, bytesRead, bytesVerified, poison atomic.Int64
@@ -71,7 +73,7 @@ func (r *runner) fail(slot int, id uint16, off int64, format string, args ...any
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.failures) < 12 {
-		r.failures = append(r.failures, failure{msg: fmt.Sprintf(format, args...), slot: slot, id: id, off: off})
+		r.failures = append(r.failures, failure{msg: fmt.Sprintf(format, args...), slot: slot, id: id, off: off, round: r.round})
 	}
 }
 
@@ -223,6 +225,7 @@ func (r *runner) run(ctx context.Context) error {
 			idx++
 		}
 		r.log = append(r.log, ops...)
+		r.round = round
 		if err := r.runRound(ctx, ops, queues); err != nil {
 			return err
 		}

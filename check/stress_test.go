@@ -44,7 +44,7 @@ func runStress(t *testing.T, tg Target, cfg Config) Report {
 	rep, err := Run(ctx, tg, cfg)
 	t.Log(rep.String())
 	if err != nil {
-		t.Fatalf("%v\n%s", err, rep.String())
+		t.Fatal(err)
 	}
 	if rep.BytesVerified == 0 || rep.Ops < cfg.Ops {
 		t.Fatalf("run did too little: %d ops, %d bytes verified", rep.Ops, rep.BytesVerified)

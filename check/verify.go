@@ -442,33 +442,43 @@ func (r *runner) report() Report {
 	return rep
 }
 
-// history is the short op log of a failure: the ops that changed the
-// failing place (or the file's last ops), oldest first.
+// history is the short op log of a failure: up to its round, the ops that
+// changed the failing cell (marked *) or anything else in its 4 KiB block
+// (or, without a place, the file's last ops), oldest first.
 func (r *runner) history(f failure) string {
 	if f.slot < 0 {
 		return ""
 	}
 	var hist []string
+	blk := f.off &^ 4095
 	for _, o := range r.log {
-		if o.slot != f.slot || o.id != f.id {
+		if o.slot != f.slot || o.id != f.id || o.round > f.round {
 			continue
 		}
+		mark := "  "
 		if f.off >= 0 {
 			a, b, _ := o.touch()
-			if !o.kind.modifies() || f.off < a || f.off >= b {
-				if !(o.kind == kAlloc && f.off >= o.off && f.off < o.off+o.n) {
-					continue
-				}
+			switch {
+			case o.kind.modifies() && f.off >= a && f.off < b:
+				mark = "* "
+			case o.kind.isRead() && a < blk+4096 && b > blk:
+				mark = "r "
+			case o.kind == kStat || o.kind == kStatName || o.kind == kSync || o.kind == kAsyncFsync || o.kind.isRead():
+				continue
+			case o.kind == kTruncate && o.off < blk+4096 && o.off > blk-4096:
+			case o.kind != kTruncate && a < blk+4096 && b > blk:
+			default:
+				continue
 			}
 		}
-		hist = append(hist, o.String())
+		hist = append(hist, mark+o.String())
 	}
-	if len(hist) > 16 {
-		hist = append([]string{fmt.Sprintf("... %d earlier ops", len(hist)-16)}, hist[len(hist)-16:]...)
+	if len(hist) > 24 {
+		hist = append([]string{fmt.Sprintf("... %d earlier ops", len(hist)-24)}, hist[len(hist)-24:]...)
 	}
 	where := "its last ops"
 	if f.off >= 0 {
-		where = fmt.Sprintf("the ops that changed offset %d", f.off)
+		where = fmt.Sprintf("* = changed offset %d; others touched its 4 KiB block", f.off)
 	}
-	return fmt.Sprintf("\nop log (file slot %d id %d, %s; recycles at rounds multiple of %d):\n  %s", f.slot, f.id, where, r.cfg.RecycleEvery, strings.Join(hist, "\n  "))
+	return fmt.Sprintf("\nop log (file slot %d id %d up to round %d; %s; recycles every %d rounds):\n  %s", f.slot, f.id, f.round, where, r.cfg.RecycleEvery, strings.Join(hist, "\n  "))
 }

@@ -1,0 +1,123 @@
+package bugrepro
+
+import (
+	"bytes"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/aiodio/aiodio"
+	"github.com/aiodio/aiodio/device"
+)
+
+func newVolume(t *testing.T, o aiodio.Options) *aiodio.Volume {
+	t.Helper()
+	d := device.NewMemory(64<<20, 512)
+	t.Cleanup(func() { d.Close() })
+	if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := aiodio.OpenDevice(d, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+func pattern(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+
+// TestBugUnalignedDirectWriteAfterSmallWrite: found by TestStressPoisonShm
+// (seed 1795315361699663647, ops #1198 and #1215, in different rounds):
+// truncate, a 16-byte direct write past EOF, then a direct write starting
+// right after it at a sub-sector offset; the first bytes of the second write
+// read back as zeros.
+func TestBugUnalignedDirectWriteAfterSmallWrite(t *testing.T) {
+	for _, hp := range []aiodio.HolePolicy{aiodio.Unwritten, aiodio.BufferedFallback} {
+		t.Run(hp.String(), func(t *testing.T) {
+			v := newVolume(t, aiodio.Options{HolePolicy: hp})
+			f, err := v.OpenFile("f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := f.Truncate(916416); err != nil {
+				t.Fatal(err)
+			}
+			a := pattern(16, 'a')
+			if _, err := f.WriteAt(a, 948480); err != nil {
+				t.Fatal(err)
+			}
+			b := pattern(32768, 'b')
+			if _, err := f.WriteAt(b, 948496); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, 16+32768)
+			if n, err := f.ReadAt(got, 948480); err != nil || n != len(got) {
+				t.Fatalf("read: %d, %v", n, err)
+			}
+			want := append(a, b...)
+			if i := firstDiff(got, want); i >= 0 {
+				t.Fatalf("byte at %d (offset %d) is %q, want %q", i, 948480+i, got[i], want[i])
+			}
+		})
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestBugStalePageAfterExtendingDirectWrite: found by TestStressPoisonShm
+// (seed 1795315361699663647, ops #54 and #86): a buffered read of the page
+// holding EOF, racing an extending direct write, leaves that page cached
+// with the bytes past the OLD EOF zeroed; after the write has completed,
+// buffered reads still return those zeros (I1, I5, seed 004).
+func TestBugStalePageAfterExtendingDirectWrite(t *testing.T) {
+	v := newVolume(t, aiodio.Options{})
+	const iters = 300
+	for i := 0; i < iters; i++ {
+		name := "f"
+		d, err := v.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_DIRECT, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := v.OpenFile(name, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// EOF in the middle of the page [20480, 24576).
+		if _, err := d.WriteAt(pattern(24096, 'a'), 0); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			buf := make([]byte, 1536)
+			for j := 0; j < 20; j++ {
+				b.ReadAt(buf, 23552) // races the write; any result is fine here
+			}
+		}()
+		w := aiodio.AlignedBuffer(20480)
+		copy(w, pattern(20480, 'b'))
+		if _, err := d.WriteAt(w, 12288); err != nil { // extends to 32768
+			t.Fatal(err)
+		}
+		<-done
+		// The write completed before this read was issued: it must see it.
+		got := make([]byte, 8192)
+		if n, err := b.ReadAt(got, 20480); err != nil || n != len(got) {
+			t.Fatalf("iteration %d: read %d, %v", i, n, err)
+		}
+		if j := firstDiff(got, pattern(8192, 'b')); j >= 0 {
+			t.Fatalf("iteration %d: buffered read after the direct write completed: byte at offset %d is %q, want 'b' (stale cached page)", i, 20480+j, got[j])
+		}
+		d.Close()
+		b.Close()
+	}
+}
