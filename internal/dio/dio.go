@@ -52,6 +52,43 @@ type Cache interface {
 	Sync() error
 }
 
+// CacheProber is an optional interface of a Cache, for RWF_NOWAIT: a
+// cheap query that never waits (Linux's filemap_range_needs_writeback).
+// pagecache.File does not implement it yet; without it the engine probes
+// with Invalidate instead (see cacheNowait).
+type CacheProber interface {
+	// NeedsWriteback reports whether any page of [off, off+n) is dirty or
+	// under writeback. It must not wait (a page lock, I/O).
+	NeedsWriteback(off, n int64) bool
+}
+
+// cacheNowait is the RWF_NOWAIT form of step 3: it returns ErrWouldBlock
+// (EAGAIN) instead of writing back dirty pages or waiting for pages under
+// writeback, and for a write invalidates the clean pages.
+//
+// A Cache's Invalidate never waits: it drops the clean pages and fails
+// with EBUSY for pages dirty, under writeback or busy (Linux's NOWAIT
+// direct write likewise refuses when filemap_range_has_page). So for a
+// write Invalidate is the probe, and its failure means "would wait". For a
+// read the engine asks CacheProber when the Cache has it; otherwise it
+// probes with Invalidate too, which also drops the range's clean pages (a
+// cost to buffered readers, never to correctness: the device holds the
+// same bytes).
+func cacheNowait(c Cache, off, n int64, write bool) error {
+	if !write {
+		if p, ok := c.(CacheProber); ok {
+			if p.NeedsWriteback(off, n) {
+				return wouldBlock("dirty cached pages must be written back first")
+			}
+			return nil
+		}
+	}
+	if err := c.Invalidate(off, n); err != nil {
+		return fmt.Errorf("dio: cached pages cannot be dropped without waiting (%v): %w", err, lock.ErrWouldBlock)
+	}
+	return nil
+}
+
 // HolePolicy says what a direct write does with blocks that are not yet
 // allocated; it mirrors aiodio.HolePolicy (same values).
 type HolePolicy int
@@ -69,8 +106,10 @@ const (
 
 // Flags of an Op: Linux's RWF_* values.
 const (
-	// NoWait (RWF_NOWAIT): every wait for a lock, the drain or a cache
-	// writeback becomes EAGAIN.
+	// NoWait (RWF_NOWAIT): an op that would wait before submission — for a
+	// lock, the drain, a cache write-back, an allocation, an edge-sector
+	// read, EOF zeroing or the buffered fallback — is rejected with EAGAIN
+	// and nothing is submitted (package doc, "RWF_NOWAIT").
 	NoWait = unix.RWF_NOWAIT
 	// DSync (RWF_DSYNC, or a file opened O_DSYNC/O_SYNC): the op completes
 	// only after its data and the metadata exposing it are durable (I10).

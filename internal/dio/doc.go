@@ -58,6 +58,32 @@
 // range lock released and the drain ended (I9); blocks of a failed write
 // stay unwritten and the size is not raised.
 //
+// # RWF_NOWAIT
+//
+// A NoWait op never waits before submission; where it would, Read/Write
+// reject it with an error matching syscall.EAGAIN (lock.ErrWouldBlock) and
+// nothing was submitted, allocated or changed (Linux: IOCB_NOWAIT →
+// -EAGAIN). It would wait for: the inode lock, the dio drain, a block
+// range lock (Try variants); dirty or under-writeback cached pages of the
+// range (write-back; probed with CacheProber when the Cache has it, else
+// with Invalidate, which never waits and fails with EBUSY on such pages);
+// block allocation (AllocUnwritten may commit to reuse freed blocks, as
+// IOMAP_NOWAIT refuses to allocate); the synchronous edge-sector reads of
+// a read-modify-write; the zeroing of the EOF block's tail; the buffered
+// fallback. Writes into written or unwritten (preallocated) blocks, and
+// reads, go ahead. End-I/O work (conversion, DSYNC commit) runs after
+// submission on the end-I/O workers and is not a wait of the submitter.
+//
+// # A failure before submission leaves nothing behind
+//
+// The edge-sector reads of a read-modify-write run before any allocation,
+// so their failure rejects the op with nothing allocated
+// (TestRMWReadFailureAllocatesNothing); ENOSPC from AllocUnwritten leaves
+// nothing changed. A data request that fails after submission leaves the
+// blocks the op allocated unwritten: they read as zeros (I1), fsck accepts
+// them, truncate, punch or unlink free them (XFS likewise keeps the
+// unwritten extents of a failed direct write); the size is not raised.
+//
 // # Short device transfers (I4)
 //
 // The device layer guarantees none: device.Request says "On success N
@@ -78,6 +104,4 @@
 //     of the same sector (overwrites of written blocks take no range lock).
 //     Such writes are serialized per file, like XFS's unaligned path;
 //     sector-aligned sub-block writes are not (they use range locks only).
-//   - RWF_NOWAIT does not avoid waiting for a write-back of dirty cached
-//     pages in the range.
 package dio

@@ -253,12 +253,42 @@ func (c *fakeCache) Invalidate(off, n int64) error {
 			return err
 		}
 	}
+	busy := false
 	for b := range c.pages {
-		if b*c.bs < off+n && (b+1)*c.bs > off && !c.dirty[b] {
-			delete(c.pages, b)
+		if b*c.bs < off+n && (b+1)*c.bs > off {
+			if c.dirty[b] {
+				busy = true
+			} else {
+				delete(c.pages, b)
+			}
 		}
 	}
+	if busy {
+		// Like pagecache.File: dirty pages are kept and reported.
+		return fmt.Errorf("fake: invalidate [%d,%d): dirty page: %w", off, off+n, syscall.EBUSY)
+	}
 	return nil
+}
+
+// cachedBlocks returns how many pages are cached and how many are dirty.
+func (c *fakeCache) cachedBlocks() (pages, dirty int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pages), len(c.dirty)
+}
+
+// proberCache is a fakeCache that also implements CacheProber.
+type proberCache struct{ *fakeCache }
+
+func (p proberCache) NeedsWriteback(off, n int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for b := range p.dirty {
+		if b*p.bs < off+n && (b+1)*p.bs > off {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *fakeCache) WriteAt(p []byte, off int64) (int, error) {

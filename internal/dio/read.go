@@ -29,7 +29,13 @@ func (e *Engine) Read(op *Op) error {
 	}
 	// Dirty cached pages of the range reach the device first (I5, seed 001).
 	if c := in.cache; c != nil {
-		if err := c.WriteAndWait(off, int64(len(op.Buf))); err != nil {
+		var err error
+		if nowait {
+			err = cacheNowait(c, off, int64(len(op.Buf)), false)
+		} else {
+			err = c.WriteAndWait(off, int64(len(op.Buf)))
+		}
+		if err != nil {
 			in.Lock.RUnlock()
 			return opErr("read", op, err)
 		}

@@ -82,6 +82,12 @@ func (e *Engine) Write(op *Op) error {
 			return opErr("write", op, err)
 		}
 		size = in.Size()
+		if nowait && e.needsGap(off, size) {
+			// Zeroing the EOF block's tail is synchronous device I/O
+			// (XFS refuses IOCB_NOWAIT writes that must zero past EOF).
+			in.Lock.UnlockMode(excl)
+			return opErr("write", op, wouldBlock("the write must zero past end of file first"))
+		}
 		if !excl && e.needsGap(off, size) {
 			in.Lock.RUnlock()
 			excl = true
@@ -113,8 +119,10 @@ func (e *Engine) Write(op *Op) error {
 		lo = size
 	}
 	if c := in.cache; c != nil {
-		err := c.WriteAndWait(lo, end-lo)
-		if err == nil {
+		var err error
+		if nowait {
+			err = cacheNowait(c, lo, end-lo, true)
+		} else if err = c.WriteAndWait(lo, end-lo); err == nil {
 			err = c.Invalidate(lo, end-lo)
 		}
 		if err != nil {
@@ -205,33 +213,48 @@ func (d *dop) prepareWrite(ctx context.Context, nowait bool, size int64, excl bo
 	if dend == off {
 		return nil // everything goes through the fallback
 	}
+	if nowait && dend < end {
+		// The buffered remainder would wait for the direct part and for
+		// its own write-back.
+		return wouldBlock("the write falls back to buffered I/O")
+	}
 	dlb := (dend-1)>>sh + 1
 	d.maps = trimMaps(d.maps, dlb)
-	if hasState(d.maps, meta.Hole) {
-		if err := e.ext.AllocUnwritten(in.Ino, fb, dlb-fb); err != nil {
-			return err
-		}
-		var err error
-		if d.maps, err = e.ext.Map(d.maps[:0], in.Ino, fb, dlb-fb); err != nil {
-			return err
-		}
-		if hasState(d.maps, meta.Hole) {
-			return fmt.Errorf("dio: hole left after allocation: %w", syscall.EIO)
-		}
+	if nowait && hasState(d.maps, meta.Hole) {
+		// Allocation may wait for a commit (AllocUnwritten commits to
+		// reuse freed blocks, O3); Linux's IOMAP_NOWAIT likewise refuses
+		// to allocate.
+		return wouldBlock("the write needs block allocation")
 	}
 	if !allWritten(d.maps) || dend > size {
 		d.convert, d.cfb, d.ccount = true, fb, dlb-fb
 	}
-	return d.buildWrite(off, dend)
+	return d.buildWrite(off, dend, nowait)
 }
 
-// buildWrite lays out the memory for the direct part [off, dend) and builds
-// its device requests. Partial blocks that are not written are padded with
-// zeros to whole blocks (no stale bytes around the data, I1); partial
-// sectors of written blocks are read, modified and written (StrictAlignment
-// false). Both happen under the range lock (I6).
-func (d *dop) buildWrite(off, dend int64) error {
-	e := d.e
+// wouldBlock is the RWF_NOWAIT refusal for why.
+func wouldBlock(why string) error {
+	return fmt.Errorf("dio: %s: %w", why, lock.ErrWouldBlock)
+}
+
+// buildWrite lays out the memory for the direct part [off, dend), allocates
+// its holes unwritten and builds its device requests. Partial blocks that
+// are not written are padded with zeros to whole blocks (no stale bytes
+// around the data, I1); partial sectors of written blocks are read,
+// modified and written (StrictAlignment false). All of it happens under
+// the range lock (I6).
+//
+// The edge-sector reads come before the allocation: a read that fails
+// rejects the op with nothing allocated (the written edge blocks they read
+// keep their mapping whatever is allocated around them). If the allocation
+// itself fails (ENOSPC) it left nothing changed (meta.AllocUnwritten).
+// Blocks are allocated only once nothing can fail before submission except
+// building requests, which cannot fail; if a data request then fails, the
+// blocks stay allocated unwritten: they read as zeros (I1), fsck accepts
+// them, and truncate, punch or unlink free them (as XFS keeps the unwritten
+// extents of a failed direct write).
+func (d *dop) buildWrite(off, dend int64, nowait bool) error {
+	e, in := d.e, d.in
 	ss, sh := int64(e.ss), e.bsShift
 	hb, tb := off>>sh, (dend-1)>>sh
 	xs, xe := off, dend
@@ -248,6 +271,9 @@ func (d *dop) buildWrite(off, dend int64) error {
 		xe = (tb + 1) << sh
 	case dend%ss != 0:
 		xe, tailRMW = (dend+ss-1)&^(ss-1), true
+	}
+	if nowait && (headRMW || tailRMW) {
+		return wouldBlock("the write must read partial sectors first")
 	}
 	data := d.op.Buf[:dend-off]
 	if xs == off && xe == dend && alignbuf.IsAligned(data, e.memAlign) {
@@ -269,6 +295,19 @@ func (d *dop) buildWrite(off, dend int64) error {
 			clear(d.buf[dend-xs:])
 		}
 		copy(d.buf[off-xs:], data)
+	}
+	if hasState(d.maps, meta.Hole) {
+		fb, n := hb, tb+1-hb
+		if err := e.ext.AllocUnwritten(in.Ino, fb, n); err != nil {
+			return err
+		}
+		var err error
+		if d.maps, err = e.ext.Map(d.maps[:0], in.Ino, fb, n); err != nil {
+			return err
+		}
+		if hasState(d.maps, meta.Hole) {
+			return fmt.Errorf("dio: hole left after allocation: %w", syscall.EIO)
+		}
 	}
 	d.buildIO(device.Write, xs, xe)
 	return nil
