@@ -1,0 +1,96 @@
+package aiodio
+
+import (
+	"context"
+	"os"
+	"syscall"
+	"testing"
+)
+
+// TestRingSteadyStateAllocs measures allocations per direct overwrite and
+// read through a Ring (Submit + Wait) once warm; DESIGN §8 wants zero. The
+// RAM device completes on its own goroutines, whose allocations count too.
+func TestRingSteadyStateAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	v := newMemVolume(t, 64<<20, Options{})
+	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT)
+	defer f.Close()
+	buf := AlignedBuffer(4096)
+	mustWrite(t, f, AlignedBuffer(1<<20), 0)
+	r, err := v.NewRing(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ops := []Op{{Code: OpWrite, File: f, Buf: buf, Off: 8192}, {Code: OpRead, File: f, Buf: buf, Off: 8192}}
+	out := make([]Completion, 2)
+	ctx := context.Background()
+	step := func() {
+		for i := range ops {
+			if n, err := r.Submit(ops[i]); n != 1 {
+				t.Fatal(err)
+			}
+			if n, err := r.Wait(ctx, 1, out); n != 1 || err != nil || out[0].Err != nil {
+				t.Fatalf("wait: %d %v %+v", n, err, out[0])
+			}
+		}
+	}
+	for range 100 {
+		step()
+	}
+	allocs := testing.AllocsPerRun(200, step)
+	t.Logf("allocations per write+read pair through the ring: %.2f", allocs)
+	if allocs >= 1 {
+		t.Errorf("steady-state direct ring path allocates %.2f times per write+read pair", allocs)
+	}
+	sync := func() {
+		if n, err := f.WriteAt(buf, 12288); n != len(buf) || err != nil {
+			t.Fatal(err)
+		}
+		if n, err := f.ReadAt(buf, 12288); n != len(buf) || err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs = testing.AllocsPerRun(200, sync)
+	t.Logf("allocations per synchronous direct WriteAt+ReadAt: %.2f", allocs)
+	if allocs >= 1 {
+		t.Errorf("synchronous direct path allocates %.2f times per write+read pair", allocs)
+	}
+}
+
+// BenchmarkRingDirect4K measures a 4 KiB direct overwrite + read through a
+// ring on a RAM device (go test -bench RingDirect -benchmem).
+func BenchmarkRingDirect4K(b *testing.B) {
+	v := newMemVolume(b, 64<<20, Options{})
+	f := mustOpen(b, v.Volume, "f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT)
+	defer f.Close()
+	mustWrite(b, f, AlignedBuffer(1<<20), 0)
+	r, _ := v.NewRing(64)
+	defer r.Close()
+	bufs := make([][]byte, 32)
+	for i := range bufs {
+		bufs[i] = AlignedBuffer(4096)
+	}
+	out := make([]Completion, 32)
+	ops := make([]Op, 32)
+	b.ReportAllocs()
+	b.SetBytes(32 * 4096)
+	b.ResetTimer()
+	for i := range b.N {
+		for j := range ops {
+			ops[j] = Op{Code: OpCode(i % 2), File: f, Buf: bufs[j], Off: int64(j) * 4096 * 8}
+		}
+		if n, err := r.Submit(ops...); n != len(ops) {
+			b.Fatal(err)
+		}
+		for got := 0; got < len(ops); {
+			n, err := r.Wait(context.Background(), 1, out)
+			if err != nil {
+				b.Fatal(err)
+			}
+			got += n
+		}
+	}
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package aiodio
+
+const raceEnabled = true
