@@ -131,6 +131,14 @@ type Options struct {
 	// EndIOWorkers is the number of goroutines that run end-I/O work which
 	// may block (unwritten conversion, O_DSYNC commit). Default 4.
 	EndIOWorkers int
+	// SerializeUnaligned is the baseline of the I6 benchmarks, not a mode
+	// for users: the 2011 ocfs2 fix of seed 002 (ip_unaligned_aio). A
+	// direct write whose offset or end is not block-aligned waits until no
+	// other such write is in flight on the inode, and holds that slot until
+	// its end-I/O: one in-flight unaligned write per inode. Block range
+	// locks are still taken (they are what makes it correct here); this
+	// only adds the whole-file wait, to measure what range locks save.
+	SerializeUnaligned bool
 }
 
 // Engine is the direct-I/O engine of one volume. It is safe for
@@ -259,15 +267,43 @@ type Inode struct {
 
 	// cache is the inode's page cache, or nil. Immutable.
 	cache Cache
+
+	// unaligned is the slot of Options.SerializeUnaligned: holds a token
+	// while an unaligned direct write is in flight (capacity 1; the
+	// channel protects itself). Created by NewInode.
+	unaligned chan struct{}
 }
 
 // NewInode returns the state of inode ino, whose current size is size, with
 // page cache c (nil: none).
 func NewInode(ino meta.Ino, size int64, c Cache) *Inode {
-	i := &Inode{Ino: ino, cache: c}
+	i := &Inode{Ino: ino, cache: c, unaligned: make(chan struct{}, 1)}
 	i.size.Store(size)
 	return i
 }
+
+// takeUnaligned waits for the inode's unaligned-write slot
+// (SerializeUnaligned). It is taken before the inode lock and released at
+// completion; end-I/O never needs the inode lock, so waiting for it while
+// holding nothing cannot deadlock.
+func (i *Inode) takeUnaligned(ctx context.Context, nowait bool) error {
+	select {
+	case i.unaligned <- struct{}{}:
+		return nil
+	default:
+	}
+	if nowait {
+		return wouldBlock("another unaligned write is in flight (SerializeUnaligned)")
+	}
+	select {
+	case i.unaligned <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("dio: waiting for in-flight unaligned write: %w", ctx.Err())
+	}
+}
+
+func (i *Inode) releaseUnaligned() { <-i.unaligned }
 
 // Size returns the file size (atomic; no lock needed).
 func (i *Inode) Size() int64 { return i.size.Load() }

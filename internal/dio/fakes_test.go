@@ -25,7 +25,9 @@ type fakeExtents struct {
 	files    map[meta.Ino]*fakeFile
 	nextDev  int64
 	limitDev int64
-	commits  int
+	// free holds device blocks released by punch, reused first.
+	free    []int64
+	commits int
 	// failAlloc / failConvert, when non-nil, are returned once.
 	failAlloc, failConvert error
 	// onConvert, when set, runs (without mu) before a conversion applies.
@@ -92,16 +94,33 @@ func (f *fakeExtents) AllocUnwritten(ino meta.Ino, fb, count int64) error {
 			need++
 		}
 	}
-	if f.nextDev+need > f.limitDev {
+	if f.nextDev+need-int64(len(f.free)) > f.limitDev {
 		return fmt.Errorf("fake: alloc: %w", syscall.ENOSPC)
 	}
 	for b := fb; b < fb+count; b++ {
 		if _, ok := ff.blocks[b]; !ok {
-			ff.blocks[b] = fakeBlock{dev: f.nextDev, state: meta.Unwritten}
-			f.nextDev++
+			dev := f.nextDev
+			if k := len(f.free); k > 0 {
+				dev, f.free = f.free[k-1], f.free[:k-1]
+			} else {
+				f.nextDev++
+			}
+			ff.blocks[b] = fakeBlock{dev: dev, state: meta.Unwritten}
 		}
 	}
 	return nil
+}
+
+// punch makes block b a hole again and frees its device block (the caller
+// guarantees no I/O on it is in flight).
+func (f *fakeExtents) punch(ino meta.Ino, b int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ff := f.file(ino)
+	if blk, ok := ff.blocks[b]; ok {
+		delete(ff.blocks, b)
+		f.free = append(f.free, blk.dev)
+	}
 }
 
 func (f *fakeExtents) ConvertWritten(ino meta.Ino, fb, count, newSize int64) error {

@@ -57,6 +57,9 @@ type dop struct {
 	wake     chan struct{}
 	// onWorker: end-I/O runs on an end-I/O worker (conversion, DSYNC).
 	onWorker bool
+	// unaligned: the op holds its inode's SerializeUnaligned slot until
+	// completion.
+	unaligned bool
 }
 
 func newDop(e *Engine) *dop {
@@ -73,7 +76,7 @@ func (e *Engine) getDop(op *Op, write bool) *dop {
 	d.reqs = d.reqs[:0]
 	d.buf, d.bounced, d.xs = nil, false, 0
 	d.cnt, d.dend, d.convert, d.cfb, d.ccount = 0, 0, false, 0, 0
-	d.ranged, d.fallback, d.onWorker = false, false, false
+	d.ranged, d.fallback, d.onWorker, d.unaligned = false, false, false, false
 	return d
 }
 
@@ -233,9 +236,12 @@ func (d *dop) endIO() {
 // Preconditions: every device request of d has completed; d holds no lock
 // except the dio drain.
 func (d *dop) complete(n int, err error) {
-	op, in := d.op, d.in
+	op, in, ua := d.op, d.in, d.unaligned
 	d.e.putDop(d)
 	in.DIO.End()
+	if ua {
+		in.releaseUnaligned()
+	}
 	op.N, op.Err = n, err
 	op.Done(op)
 }

@@ -64,6 +64,22 @@ func (e *Engine) Write(op *Op) error {
 		completeEarly(op, 0, nil)
 		return nil
 	}
+	ua := e.o.SerializeUnaligned && (op.Off|int64(len(op.Buf)))&int64(e.bs-1) != 0
+	if ua {
+		if err := op.Inode.takeUnaligned(opCtx(op), op.Flags&NoWait != 0); err != nil {
+			return opErr("write", op, err)
+		}
+	}
+	err := e.write(op, ua)
+	if err != nil && ua {
+		op.Inode.releaseUnaligned()
+	}
+	return err
+}
+
+// write is Write after validation; ua says whether the op holds its
+// inode's SerializeUnaligned slot (then released at completion).
+func (e *Engine) write(op *Op, ua bool) error {
 	in := op.Inode
 	ctx := opCtx(op)
 	nowait := op.Flags&NoWait != 0
@@ -134,6 +150,7 @@ func (e *Engine) Write(op *Op) error {
 	// Step 4: dio begin, map, allocate, range locks.
 	in.DIO.Begin()
 	d := e.getDop(op, true)
+	d.unaligned = ua
 	if err := d.prepareWrite(ctx, nowait, size, excl); err != nil {
 		if d.ranged {
 			in.Ranges.Unlock(&d.rng)
