@@ -108,6 +108,10 @@ These are the promises aiodio makes (DESIGN §3); each has a named test.
   - O_APPEND makes every WriteAt write at the end of file, ignoring its offset
     (Linux pwrite(2) on O_APPEND files). Direct O_APPEND writes are atomic
     only against other O_APPEND writers.
+  - A direct write whose range holds a cached page that a buffered reader is
+    filling at that instant cannot drop it first (I5); like Linux, aiodio then
+    serves that write through the page cache and writes it back before it
+    completes (I10). Under RWF_NOWAIT it fails with EAGAIN instead.
   - RWF_NOWAIT is honoured by direct ops (EAGAIN instead of waiting for a lock
     or a drain); buffered ring ops ignore it.
   - There is one user: permission bits are recorded, not enforced.

@@ -2,9 +2,12 @@ package aiodio
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/aiodio/aiodio/internal/dio"
 	"github.com/aiodio/aiodio/internal/meta"
@@ -456,7 +459,34 @@ func (in *inode) writeDirect(p []byte, off int64, appendMode bool, flags uint32)
 			return 0, err
 		}
 	}
-	return in.v.dio.WriteAt(in.d, p, off, flags)
+	n, err := in.v.dio.WriteAt(in.d, p, off, flags)
+	if err != nil && n == 0 && isInvalidateBusy(err) {
+		if flags&dio.NoWait != 0 {
+			return 0, fmt.Errorf("%w (%w)", syscall.EAGAIN, err)
+		}
+		return in.writeThrough(p, off, flags&dio.DSync != 0)
+	}
+	return n, err
+}
+
+// isInvalidateBusy reports whether the direct engine rejected a write
+// because a cached page of its range could not be dropped (a buffered
+// reader was filling it): the op was not submitted (I5).
+func isInvalidateBusy(err error) bool { return errors.Is(err, syscall.EBUSY) }
+
+// writeThrough serves a direct write the engine refused with EBUSY, the way
+// Linux falls back to buffered I/O when invalidation fails (ENOTBLK): the
+// data goes through the page cache and is written back and waited for
+// before the write returns (I10), with metadata committed for dsync.
+func (in *inode) writeThrough(p []byte, off int64, dsync bool) (int, error) {
+	n, off, err := in.writeAt(p, off, false)
+	if err == nil && n > 0 {
+		err = in.cache.WriteAndWait(off, int64(n))
+	}
+	if err == nil && dsync {
+		err = in.dataSync()
+	}
+	return n, err
 }
 
 // detached is an open inode whose name is being removed: its I/O is drained,

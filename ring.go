@@ -252,10 +252,26 @@ func (ro *ringOp) startDirect() {
 			d.Off = in.d.Size()
 		}
 		err = ro.r.v.dio.Write(d)
+		if err != nil && isInvalidateBusy(err) {
+			if ro.flag&unix.RWF_NOWAIT != 0 {
+				err = fmt.Errorf("%w (%w)", syscall.EAGAIN, err)
+			} else {
+				ro.off = d.Off
+				go ro.runWriteThrough()
+				return
+			}
+		}
 	}
 	if err != nil {
 		ro.complete(0, err)
 	}
+}
+
+// runWriteThrough serves a direct write the engine refused because a cached
+// page of its range was busy (see inode.writeThrough).
+func (ro *ringOp) runWriteThrough() {
+	n, err := ro.f.in.writeThrough(ro.buf, ro.off, ro.flag&unix.RWF_DSYNC != 0)
+	ro.complete(n, err)
 }
 
 // dioDone is the Done of every ring op's dio.Op.
