@@ -60,6 +60,9 @@ func openTestVolume(t testing.TB, d device.Device, o Options) *testVolume {
 	}
 	tv := &testVolume{Volume: v, dev: d}
 	t.Cleanup(func() {
+		if findings, err := tv.Volume.Fsck(); err == nil && len(findings) > 0 {
+			t.Errorf("live fsck: %v", findings)
+		}
 		if err := tv.Volume.Close(); err != nil {
 			t.Errorf("cleanup: close volume: %v", err)
 		}

@@ -358,9 +358,17 @@ func (v *Volume) openInodes() []*inode {
 	return out
 }
 
-// Check verifies the in-memory metadata of the open volume and returns its
-// findings (nil when consistent). Use Fsck for a closed volume.
-func (v *Volume) Check() []string { return v.meta.Check() }
+// Fsck checks the open volume's metadata in memory (extents inside the data
+// area, no block owned twice, free space, sizes against extents, directory
+// links) and returns its findings, nil when consistent. The package-level
+// Fsck checks a closed volume on its device.
+func (v *Volume) Fsck() ([]string, error) {
+	if err := v.enter(); err != nil {
+		return nil, fmt.Errorf("aiodio: fsck: %w", err)
+	}
+	defer v.gate.exit()
+	return v.meta.Check(), nil
+}
 
 // BlockSize returns the volume's block size in bytes.
 func (v *Volume) BlockSize() int { return int(v.bs) }
