@@ -96,6 +96,15 @@
 // count stays exact; one that moved nothing, or a partial sector, fails the
 // op with EIO (TestShortTransferResubmitsRemainder).
 //
+// # The whole-file baseline (Options.SerializeUnaligned)
+//
+// For the I6 benchmark only: the 2011 ocfs2 fix of seed 002 — a direct
+// write whose offset or end is not block-aligned first waits until no other
+// such write is in flight on the inode (a one-token slot per Inode, taken
+// before the inode lock, so outermost in the lock order, and released at
+// completion; NoWait → EAGAIN). Range locks are still taken.
+// BenchmarkUnaligned8Writers compares it with range locks alone.
+//
 // # Known limits
 //
 //   - A write with a partial sector (StrictAlignment false; Linux refuses
