@@ -1,7 +1,56 @@
 package check
 
-// NewAsync returns the volume's async queue. Until aiodio.Ring is available
-// it is a goroutine queue over the files' synchronous calls.
+import (
+	"context"
+	"fmt"
+	"syscall"
+
+	"github.com/aiodio/aiodio"
+)
+
+// NewAsync returns an aiodio.Ring of the volume with room for entries ops.
 func (t *VolumeTarget) NewAsync(entries int) (Async, error) {
-	return newGoAsync(entries), nil
+	r, err := t.Volume().NewRing(entries)
+	if err != nil {
+		return nil, err
+	}
+	return &ringAsync{r: r}, nil
 }
+
+// ringAsync adapts an aiodio.Ring to Async. Used by one goroutine at a time.
+type ringAsync struct {
+	r     *aiodio.Ring
+	ops   []aiodio.Op
+	comps []aiodio.Completion
+}
+
+var opCodes = [...]aiodio.OpCode{OpRead: aiodio.OpRead, OpWrite: aiodio.OpWrite, OpFsync: aiodio.OpFsync}
+
+func (a *ringAsync) Submit(ops ...Op) (int, error) {
+	a.ops = a.ops[:0]
+	for i, op := range ops {
+		f, ok := op.File.(*aiodio.File)
+		if !ok || op.Code < OpRead || op.Code > OpFsync {
+			if i == 0 {
+				return 0, fmt.Errorf("submit: op not for an aiodio file: %w", syscall.EINVAL)
+			}
+			break
+		}
+		a.ops = append(a.ops, aiodio.Op{Code: opCodes[op.Code], File: f, Buf: op.Buf, Off: op.Off, UserData: op.UserData})
+	}
+	return a.r.Submit(a.ops...)
+}
+
+func (a *ringAsync) Wait(ctx context.Context, min int, out []Completion) (int, error) {
+	if cap(a.comps) < len(out) {
+		a.comps = make([]aiodio.Completion, len(out))
+	}
+	c := a.comps[:len(out)]
+	n, err := a.r.Wait(ctx, min, c)
+	for i := 0; i < n; i++ {
+		out[i] = Completion{UserData: c[i].UserData, N: c[i].N, Err: c[i].Err}
+	}
+	return n, err
+}
+
+func (a *ringAsync) Close() error { return a.r.Close() }

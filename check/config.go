@@ -47,6 +47,14 @@ type Config struct {
 	NoReopen bool
 	// Keep leaves the files in place at the end.
 	Keep bool
+	// Weights overrides the relative frequency of op kinds, by the names
+	// the report uses ("async-write", "buf-read", "truncate", ...); 0
+	// disables a kind. Kinds not named keep their default weight.
+	Weights map[string]int
+	// BufferedVerify makes the full verifications read through the
+	// buffered handle only (default: alternately direct and buffered).
+	// DirectVerify: through the direct handle only.
+	BufferedVerify, DirectVerify bool
 	// Log receives progress lines (nil: quiet).
 	Log io.Writer
 	// RoundTimeout reports a round that takes longer as a hang, with the
@@ -118,6 +126,11 @@ type Report struct {
 	// Errors unexpected errors of ops; Completions async completion
 	// protocol violations (unknown or duplicate completions).
 	Mismatches, Errors, Completions int
+	// Busy counts direct writes that failed with EBUSY because cached
+	// pages of their range could not be invalidated before submission:
+	// DESIGN I5 allows it (nothing is written; the model accepts old or
+	// new data there), Linux falls back to buffered I/O instead.
+	Busy int
 	// Findings are the target's consistency check findings.
 	Findings []string
 	// Failures describes the first failures, each with the ops that
@@ -134,8 +147,8 @@ func (r *Report) Failed() bool {
 func (r *Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "check %s seed=%d (replay: AIODIO_SEED=%d): %d ops in %d rounds, %v\n", r.Target, r.Seed, r.Seed, r.Ops, r.Rounds, r.Duration.Round(time.Millisecond))
-	fmt.Fprintf(&b, "  written %d B, read %d B, verified %d B; poison bytes %d, mismatches %d, errors %d, completion violations %d, fsck findings %d\n",
-		r.BytesWritten, r.BytesRead, r.BytesVerified, r.PoisonBytes, r.Mismatches, r.Errors, r.Completions, len(r.Findings))
+	fmt.Fprintf(&b, "  written %d B, read %d B, verified %d B; poison bytes %d, mismatches %d, errors %d, completion violations %d, fsck findings %d; direct writes refused with EBUSY %d\n",
+		r.BytesWritten, r.BytesRead, r.BytesVerified, r.PoisonBytes, r.Mismatches, r.Errors, r.Completions, len(r.Findings), r.Busy)
 	var kinds []string
 	for k := kind(0); k < numKinds; k++ {
 		if n := r.OpCounts[k.String()]; n > 0 {

@@ -129,6 +129,7 @@ func (o *opRec) String() string {
 type generator struct {
 	rng     *rand.Rand
 	cfg     *Config
+	weights [numKinds]int
 	total   [numKinds]int
 	nominal []int64 // per slot: the size if the ops ran in order
 	unalign bool    // direct I/O may be unaligned
@@ -139,7 +140,7 @@ func (g *generator) pickKind() kind {
 	if g.total[0] == 0 {
 		s := 0
 		for k := kind(0); k < numKinds; k++ {
-			s += kindWeights[k]
+			s += g.weights[k]
 			g.total[k] = s
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -160,4 +161,52 @@ func TestCellRoundTrip(t *testing.T) {
 		t.Fatal("poison marker is not one cell")
 	}
 	_ = os.Getpagesize
+}
+
+// TestExtmapRandom checks extmap against a plain array of cells.
+func TestExtmapRandom(t *testing.T) {
+	const cells = 64
+	rng := rand.New(rand.NewPCG(1, 2))
+	for iter := 0; iter < 2000; iter++ {
+		var m extmap
+		var arr [cells]cands
+		for i := range arr {
+			arr[i] = zeroCands
+		}
+		for step := 0; step < 20; step++ {
+			a := rng.IntN(cells)
+			b := a + 1 + rng.IntN(cells-a)
+			c := cands{uint32(rng.IntN(3))}
+			if rng.IntN(3) == 0 {
+				c = union(c, cands{uint32(rng.IntN(3))})
+			}
+			m.assign(int64(a*CellSize), int64(b*CellSize), c)
+			for i := a; i < b; i++ {
+				arr[i] = c
+			}
+			if rng.IntN(4) == 0 {
+				m.assign(int64(b*CellSize), maxOffset, zeroCands)
+				for i := b; i < cells; i++ {
+					arr[i] = zeroCands
+				}
+			}
+			pos := int64(0)
+			m.pieces(0, cells*CellSize, func(pa, pb int64, c cands) {
+				if pa != pos {
+					t.Fatalf("gap at %d", pos)
+				}
+				pos = pb
+				for i := pa / CellSize; i < pb/CellSize; i++ {
+					if !arr[i].equal(c) {
+						t.Fatalf("iter %d step %d: cell %d: map %v, want %v (segs %v)", iter, step, i, c, arr[i], m.segs)
+					}
+				}
+			})
+			for i := 1; i < len(m.segs); i++ {
+				if m.segs[i-1].end > m.segs[i].off {
+					t.Fatalf("overlapping segments %v", m.segs)
+				}
+			}
+		}
+	}
 }

@@ -62,7 +62,7 @@ type runner struct {
 	nextID uint16
 
 	bytesWritten, bytesRead, bytesVerified, poison atomic.Int64
-	mismatches, errs, completions                  atomic.Int64
+	mismatches, errs, completions, busy            atomic.Int64
 
 	// mu protects failures.
 	mu       sync.Mutex
@@ -188,6 +188,26 @@ func (r *runner) run(ctx context.Context) error {
 
 	g := &generator{rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0xa10d10)), cfg: cfg,
 		nominal: make([]int64, cfg.Files), unalign: r.t.UnalignedDirect() && !cfg.AlignedDirect}
+	g.weights = kindWeights
+	for name, w := range cfg.Weights {
+		found := false
+		for k := kind(0); k < numKinds; k++ {
+			if k.String() == name {
+				g.weights[k], found = max(w, 0), true
+			}
+		}
+		if !found {
+			return fmt.Errorf("config: unknown op kind %q in Weights", name)
+		}
+	}
+	if sum := func() (s int) {
+		for _, w := range g.weights {
+			s += w
+		}
+		return
+	}(); sum == 0 {
+		return fmt.Errorf("config: every op kind has weight 0")
+	}
 	g.dioOff = 512
 	for _, fs := range r.files {
 		g.dioOff = max(g.dioOff, fs.dioOff)
@@ -233,7 +253,7 @@ func (r *runner) run(ctx context.Context) error {
 			return err
 		}
 		if (round+1)%cfg.VerifyEvery == 0 {
-			if err := r.verifyAll(ctx, "periodic", round%2 == 0); err != nil {
+			if err := r.verifyAll(ctx, "periodic", (round%2 == 0 || cfg.DirectVerify) && !cfg.BufferedVerify); err != nil {
 				return err
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -12,7 +13,25 @@ import (
 var (
 	seedFlag = flag.Int64("seed", 0, "replay the op sequence of this seed (also AIODIO_SEED)")
 	opsFlag  = flag.Int("check.ops", 0, "ops per stress run (0: the test's default)")
+	wFlag    = flag.String("check.weights", "", "op kind weights, e.g. buf-write=0,truncate=100")
 )
+
+// parseWeights parses -check.weights.
+func parseWeights(t *testing.T, s string) map[string]int {
+	if s == "" {
+		return nil
+	}
+	m := map[string]int{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil {
+			t.Fatalf("-check.weights: bad %q", kv)
+		}
+		m[k] = n
+	}
+	return m
+}
 
 // testSeed returns the seed to use: -seed, AIODIO_SEED, or a fresh one.
 func testSeed(t *testing.T) int64 {
@@ -37,6 +56,9 @@ func runStress(t *testing.T, tg Target, cfg Config) Report {
 	}
 	if *opsFlag > 0 {
 		cfg.Ops = *opsFlag
+	}
+	if w := parseWeights(t, *wFlag); w != nil {
+		cfg.Weights = w
 	}
 	t.Logf("seed %d (replay with -seed=%d or AIODIO_SEED=%d)", cfg.Seed, cfg.Seed, cfg.Seed)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -8,6 +8,7 @@ import (
 	iofs "io/fs"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/aiodio/aiodio/internal/alignbuf"
 	"golang.org/x/sys/unix"
@@ -104,7 +105,11 @@ func (r *runner) complete(o *opRec, buf []byte, n int, err error) {
 		if n > 0 {
 			r.bytesWritten.Add(int64(min(n, len(buf))))
 		}
-		if !o.ok {
+		switch {
+		case o.ok:
+		case n == 0 && o.kind.direct() && errors.Is(err, syscall.EBUSY):
+			r.busy.Add(1) // allowed by I5: invalidation failed before submission
+		default:
 			r.opError(o, fmt.Errorf("wrote %d of %d: %v", n, len(buf), err))
 		}
 	case o.kind.isRead():
@@ -188,7 +193,7 @@ func (r *runner) verifyRead(o *opRec, buf []byte, n int) {
 // verifyCells checks data read at file offset off of fs. mods are the
 // round's content-changing ops on the file (nil when quiescent); start is
 // the tick the read was issued at. observe, if set, gets every cell's value.
-func (r *runner) verifyCells(fs *fileState, mods []*opRec, start int64, data []byte, off int64, desc func() string, observe func(off int64, gen uint32)) {
+func (r *runner) verifyCells(fs *fileState, mods []*opRec, start int64, data []byte, off int64, desc func() string, observe func(off int64, val cands)) {
 	if len(data)%CellSize != 0 {
 		r.mismatches.Add(1)
 		r.fail(fs.slot, fs.id, off+int64(len(data)), "%s: %d bytes read, not whole cells: sizes are always multiples of %d", desc(), len(data), CellSize)
@@ -237,7 +242,7 @@ func (r *runner) verifyCells(fs *fileState, mods []*opRec, start int64, data []b
 				switch {
 				case k == cellZero && allowed.has(0), k == cellValid && allowed.has(g):
 					if observe != nil {
-						observe(c, g)
+						observe(c, cands{g})
 					}
 					continue
 				case k == cellPoison:
@@ -249,7 +254,7 @@ func (r *runner) verifyCells(fs *fileState, mods []*opRec, start int64, data []b
 				}
 				r.mismatches.Add(1)
 				if observe != nil {
-					observe(c, g)
+					observe(c, allowed) // unknown content: keep what was allowed
 				}
 				if reported {
 					continue
@@ -268,7 +273,15 @@ func (r *runner) verifyCells(fs *fileState, mods []*opRec, start int64, data []b
 				if superseded != nil {
 					why = fmt.Sprintf(" (%v completed before the read was issued)", superseded)
 				}
-				r.fail(fs.slot, fs.id, c, "%s: cell at offset %d holds %s; allowed values %v%s", desc(), c, what, allowed, why)
+				var al []string
+				for _, g := range allowed {
+					if g == 0 {
+						al = append(al, "zero")
+					} else if len(al) < 4 {
+						al = append(al, fmt.Sprintf("gen %d (%s)", g, r.genOp(g)))
+					}
+				}
+				r.fail(fs.slot, fs.id, c, "%s: cell at offset %d holds %s; allowed: %s%s", desc(), c, what, strings.Join(al, ", "), why)
 			}
 		}
 	})
@@ -379,15 +392,15 @@ func (r *runner) verifyAll(ctx context.Context, what string, direct bool) error 
 			h = fs.direct
 		}
 		var segs []seg
-		observe := func(off int64, g uint32) {
-			if g == 0 {
+		observe := func(off int64, val cands) {
+			if val.equal(zeroCands) {
 				return
 			}
-			if n := len(segs); n > 0 && segs[n-1].end == off && segs[n-1].c[0] == g {
+			if n := len(segs); n > 0 && segs[n-1].end == off && segs[n-1].c.equal(val) {
 				segs[n-1].end += CellSize
 				return
 			}
-			segs = append(segs, seg{off, off + CellSize, cands{g}})
+			segs = append(segs, seg{off, off + CellSize, val})
 		}
 		for off := int64(0); off < fs.size; off += chunk {
 			for i := range buf {
@@ -427,6 +440,7 @@ func (r *runner) report() Report {
 	rep.Mismatches = int(r.mismatches.Load())
 	rep.Errors = int(r.errs.Load())
 	rep.Completions = int(r.completions.Load())
+	rep.Busy = int(r.busy.Load())
 	if c, ok := r.t.(Checker); ok {
 		f, err := c.Check()
 		if err != nil {
@@ -451,6 +465,14 @@ func (r *runner) history(f failure) string {
 	}
 	var hist []string
 	blk := f.off &^ 4095
+	// Rounds in which an op changed the failing cell: every op of the file
+	// that changes contents in those rounds is shown (marked ~).
+	hot := map[int]bool{}
+	for _, o := range r.log {
+		if a, b, _ := o.touch(); o.slot == f.slot && o.id == f.id && o.round <= f.round && o.kind.modifies() && f.off >= a && f.off < b {
+			hot[o.round] = true
+		}
+	}
 	for _, o := range r.log {
 		if o.slot != f.slot || o.id != f.id || o.round > f.round {
 			continue
@@ -467,6 +489,8 @@ func (r *runner) history(f failure) string {
 				continue
 			case o.kind == kTruncate && o.off < blk+4096 && o.off > blk-4096:
 			case o.kind != kTruncate && a < blk+4096 && b > blk:
+			case hot[o.round] && o.kind.modifies():
+				mark = "~ "
 			default:
 				continue
 			}
@@ -478,7 +502,7 @@ func (r *runner) history(f failure) string {
 	}
 	where := "its last ops"
 	if f.off >= 0 {
-		where = fmt.Sprintf("* = changed offset %d; others touched its 4 KiB block", f.off)
+		where = fmt.Sprintf("* = changed offset %d; r = read, others = changed its 4 KiB block; ~ = changed the file in the same round as a *", f.off)
 	}
 	return fmt.Sprintf("\nop log (file slot %d id %d up to round %d; %s; recycles every %d rounds):\n  %s", f.slot, f.id, f.round, where, r.cfg.RecycleEvery, strings.Join(hist, "\n  "))
 }

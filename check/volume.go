@@ -81,7 +81,8 @@ func (t *VolumeTarget) Check() ([]string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := append([]string(nil), t.findings...)
-	return append(out, t.v.Check()...), nil
+	f, err := t.v.Fsck()
+	return append(out, f...), err
 }
 
 // Reopen closes the volume, runs fsck on it, and opens it again.

@@ -121,3 +121,97 @@ func TestBugStalePageAfterExtendingDirectWrite(t *testing.T) {
 		b.Close()
 	}
 }
+
+// TestBugDirectWriteLostToDirtyPage: found by TestStressPoisonShm (seed 13,
+// ops #523 and #538, in consecutive rounds): a buffered write dirties a
+// page, then a small direct write to another part of that page completes;
+// the direct write's bytes read back as zeros (directly and buffered), as if
+// the stale dirty page was written back over them (I5).
+func TestBugDirectWriteLostToDirtyPage(t *testing.T) {
+	for _, hp := range []aiodio.HolePolicy{aiodio.Unwritten, aiodio.BufferedFallback} {
+		t.Run(hp.String(), func(t *testing.T) {
+			v := newVolume(t, aiodio.Options{HolePolicy: hp})
+			for i := 0; i < 50; i++ {
+				d, err := v.OpenFile("f", os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_DIRECT, 0o644)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := v.OpenFile("f", os.O_RDWR, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := b.WriteAt(pattern(11456, 'a'), 2896); err != nil { // dirty [0, 16384)
+					t.Fatal(err)
+				}
+				if _, err := d.WriteAt(pattern(64, 'b'), 15728); err != nil { // same page, other bytes
+					t.Fatal(err)
+				}
+				for _, h := range []*aiodio.File{d, b} {
+					got := make([]byte, 64)
+					if n, err := h.ReadAt(got, 15728); err != nil || n != 64 {
+						t.Fatalf("iteration %d: read: %d, %v", i, n, err)
+					}
+					if j := firstDiff(got, pattern(64, 'b')); j >= 0 {
+						t.Fatalf("iteration %d: direct write lost: byte at %d is %q (read via %s handle)", i, 15728+j, got[j], map[bool]string{true: "direct", false: "buffered"}[h == d])
+					}
+				}
+				d.Close()
+				b.Close()
+			}
+		})
+	}
+}
+
+// TestBugExtendingBufferedWriteZeroesDirectData: found by
+// TestStressPoisonShm (seed 13 with buffered reads off: ops #538/#539 and
+// #1347/#1351): EOF is in the middle of a page; a direct write extends the
+// file inside that page while a buffered write extends it far past EOF. The
+// buffered write zeroes the old EOF page's tail through the page cache with
+// the page as it was before the direct write, and writes it back over the
+// direct write's data: durable loss of a completed write.
+func TestBugExtendingBufferedWriteZeroesDirectData(t *testing.T) {
+	for _, hp := range []aiodio.HolePolicy{aiodio.Unwritten, aiodio.BufferedFallback} {
+		t.Run(hp.String(), func(t *testing.T) {
+			v := newVolume(t, aiodio.Options{HolePolicy: hp})
+			for i := 0; i < 300; i++ {
+				d, err := v.OpenFile("f", os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_DIRECT, 0o644)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := v.OpenFile("f", os.O_RDWR, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := b.WriteAt(pattern(14352, 'a'), 0); err != nil { // EOF at 14352, in page [12288,16384)
+					t.Fatal(err)
+				}
+				if err := b.Sync(); err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() {
+					_, err := b.WriteAt(pattern(4096, 'c'), 27104) // extends far past EOF
+					done <- err
+				}()
+				if _, err := d.WriteAt(pattern(64, 'b'), 15728); err != nil { // extends inside the EOF page
+					t.Fatal(err)
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if err := b.Sync(); err != nil {
+					t.Fatal(err)
+				}
+				got := make([]byte, 64)
+				if n, err := d.ReadAt(got, 15728); err != nil || n != 64 {
+					t.Fatalf("iteration %d: read: %d, %v", i, n, err)
+				}
+				if j := firstDiff(got, pattern(64, 'b')); j >= 0 {
+					t.Fatalf("iteration %d: completed direct write lost: byte at %d is %q after Sync (direct read)", i, 15728+j, got[j])
+				}
+				d.Close()
+				b.Close()
+			}
+		})
+	}
+}
