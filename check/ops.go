@@ -200,8 +200,10 @@ func (g *generator) ioRange(slot int, write, direct bool) (off, n int64) {
 		off = g.offsetIn(maxSize)
 	}
 	if direct && (!g.unalign || g.rng.IntN(2) == 0) {
+		// Aligned direct I/O: to the device sector (sub-page: shares
+		// pages with buffered I/O) or to 4 KiB.
 		a := int64(g.dioOff)
-		if !g.unalign || g.rng.IntN(2) == 0 {
+		if g.rng.IntN(2) == 0 {
 			a = max(a, 4096)
 		}
 		off = off / a * a

@@ -85,6 +85,9 @@ func TestStressKernelDir(t *testing.T) {
 	if err != nil {
 		t.Skipf("no O_DIRECT on %s: %v", dir, err)
 	}
+	mem, off := f.DIOAlign()
+	t.Logf("%s: direct I/O alignment: memory %d, offset %d", dir, mem, off)
 	f.Close()
+	tg.Remove("probe")
 	runStress(t, tg, Config{Ops: 3000})
 }

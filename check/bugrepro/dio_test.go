@@ -5,15 +5,35 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aiodio/aiodio"
 	"github.com/aiodio/aiodio/device"
+	"github.com/aiodio/aiodio/device/sim"
 )
 
 func newVolume(t *testing.T, o aiodio.Options) *aiodio.Volume {
 	t.Helper()
 	d := device.NewMemory(64<<20, 512)
 	t.Cleanup(func() { d.Close() })
+	if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := aiodio.OpenDevice(d, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+// newSimVolume is a volume on a poisoned sim device whose requests
+// complete after a random latency, in random order.
+func newSimVolume(t *testing.T, o aiodio.Options) *aiodio.Volume {
+	t.Helper()
+	d := sim.New(sim.Options{Size: 64 << 20, Seed: 1, Latency: 200 * time.Microsecond, LatencyJitter: true, Completers: 2})
+	t.Cleanup(func() { d.Close() })
+	d.Poison([]byte("PoIsOn-AiOdIo-\xde\xad"))
 	if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{}); err != nil {
 		t.Fatal(err)
 	}
