@@ -17,8 +17,8 @@ import (
 	"github.com/aiodio/aiodio/internal/testenv"
 )
 
-// aiodio runs the CLI in-process and returns its exit status and output.
-func aiodio(t *testing.T, args ...string) (code int, stdout, stderr string) {
+// cli runs the CLI in-process and returns its exit status and output.
+func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var o, e bytes.Buffer
 	code = run(context.Background(), args, &o, &e)
@@ -47,7 +47,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bench", "device", "--engine", "bogus", "--dir", dir},
 		{"bench", "device", "--rounds", "0", "--dir", dir},
 	} {
-		code, _, stderr := aiodio(t, args...)
+		code, _, stderr := cli(t, args...)
 		if code != exitUsage {
 			t.Errorf("aiodio %q: exit %d, want %d (usage)", args, code, exitUsage)
 		}
@@ -62,7 +62,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	code, stdout, _ := aiodio(t, "--help")
+	code, stdout, _ := cli(t, "--help")
 	if code != exitOK {
 		t.Fatalf("--help: exit %d", code)
 	}
@@ -75,7 +75,7 @@ func TestHelp(t *testing.T) {
 
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
-	code, stdout, stderr := aiodio(t, "demo", "--seconds", "1", "--size", "8MiB", "--dir", dir)
+	code, stdout, stderr := cli(t, "demo", "--seconds", "1", "--size", "8MiB", "--dir", dir)
 	if code != exitOK {
 		t.Fatalf("demo: exit %d", code)
 	}
@@ -93,7 +93,7 @@ func TestDemo(t *testing.T) {
 }
 
 func TestDemoVerbose(t *testing.T) {
-	code, _, stderr := aiodio(t, "--verbose", "demo", "--seconds", "1", "--size", "4MiB", "--qd", "4", "--dir", t.TempDir())
+	code, _, stderr := cli(t, "--verbose", "demo", "--seconds", "1", "--size", "4MiB", "--qd", "4", "--dir", t.TempDir())
 	if code != exitOK {
 		t.Fatalf("demo: exit %d", code)
 	}
@@ -142,7 +142,7 @@ func withFaults(t *testing.T, corruptReads, failWrites bool) {
 
 func TestDemoDetectsMismatch(t *testing.T) {
 	withFaults(t, true, false)
-	code, stdout, stderr := aiodio(t, "demo", "--seconds", "1", "--size", "4MiB", "--dir", t.TempDir())
+	code, stdout, stderr := cli(t, "demo", "--seconds", "1", "--size", "4MiB", "--dir", t.TempDir())
 	if code != exitFailure {
 		t.Fatalf("demo over a corrupting device: exit %d, want %d", code, exitFailure)
 	}
@@ -156,7 +156,7 @@ func TestDemoDetectsMismatch(t *testing.T) {
 
 func TestDemoDeviceError(t *testing.T) {
 	withFaults(t, false, true)
-	code, _, stderr := aiodio(t, "demo", "--seconds", "1", "--size", "4MiB", "--dir", t.TempDir())
+	code, _, stderr := cli(t, "demo", "--seconds", "1", "--size", "4MiB", "--dir", t.TempDir())
 	if code != exitFailure {
 		t.Fatalf("demo over a failing device: exit %d, want %d", code, exitFailure)
 	}
@@ -166,7 +166,7 @@ func TestDemoDeviceError(t *testing.T) {
 }
 
 func TestBenchDeviceTable(t *testing.T) {
-	code, stdout, _ := aiodio(t, "bench", "device", "--seconds", "1", "--size", "8MiB", "--dir", t.TempDir())
+	code, stdout, _ := cli(t, "bench", "device", "--seconds", "1", "--size", "8MiB", "--dir", t.TempDir())
 	if code != exitOK {
 		t.Fatalf("exit %d", code)
 	}
@@ -198,7 +198,7 @@ func decodeReport(t *testing.T, stdout string) map[string][]map[string]any {
 
 func TestBenchDeviceJSON(t *testing.T) {
 	dir := t.TempDir()
-	code, stdout, _ := aiodio(t, "bench", "device", "--seconds", "1", "--size", "8MiB", "--dir", dir, "--json",
+	code, stdout, _ := cli(t, "bench", "device", "--seconds", "1", "--size", "8MiB", "--dir", dir, "--json",
 		"--workload", "seqread-128k-qd8,randwrite-4k-qd32", "--rounds", "2")
 	if code != exitOK {
 		t.Fatalf("exit %d", code)
@@ -227,7 +227,7 @@ func TestBenchDeviceJSON(t *testing.T) {
 
 func TestBenchCompareFioMissing(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	code, _, stderr := aiodio(t, "bench", "device", "--seconds", "1", "--size", "8MiB", "--dir", t.TempDir(), "--compare-fio")
+	code, _, stderr := cli(t, "bench", "device", "--seconds", "1", "--size", "8MiB", "--dir", t.TempDir(), "--compare-fio")
 	if code != exitFailure || !strings.Contains(stderr, "fio not found") {
 		t.Fatalf("--compare-fio without fio: exit %d, stderr %q; want 1 and a clear message", code, stderr)
 	}
@@ -241,7 +241,7 @@ func TestBenchCompareFio(t *testing.T) {
 	if err := prepareImage(context.Background(), a, file, 8<<20); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, _ := aiodio(t, "bench", "device", "--seconds", "1", "--file", file, "--json",
+	code, stdout, _ := cli(t, "bench", "device", "--seconds", "1", "--file", file, "--json",
 		"--compare-fio", "--workload", "randread-4k-qd32")
 	if code != exitOK {
 		t.Fatalf("exit %d", code)
@@ -325,7 +325,7 @@ func TestDemoHungDevice(t *testing.T) {
 		real = d
 		return blackHole{d}, err
 	}
-	code, _, stderr := aiodio(t, "demo", "--seconds", "1", "--size", "4MiB", "--dir", t.TempDir())
+	code, _, stderr := cli(t, "demo", "--seconds", "1", "--size", "4MiB", "--dir", t.TempDir())
 	if real != nil {
 		real.Close() // nothing reached it
 	}
