@@ -15,7 +15,7 @@ import (
 // ErrNoFio is returned (wrapped) by Run when the fio binary is not on PATH.
 var ErrNoFio = errors.New("fio not found on PATH (install it: apt-get install fio)")
 
-// Job describes one fio job.
+// Job describes one fio job: time based (Seconds) unless Once.
 type Job struct {
 	// File is the target file or block device; it must exist (fio lays out
 	// missing or short files itself, which is not what a comparison wants).
@@ -36,6 +36,10 @@ type Job struct {
 	Direct bool
 	// EndFsync makes fio fsync the file at the end of the job (end_fsync=1).
 	EndFsync bool
+	// Once runs the job over Size bytes once instead of for Seconds
+	// (no time_based): a fixed amount of I/O, e.g. "write 1 GiB, then
+	// fsync". Size must then be positive; Seconds is ignored.
+	Once bool
 }
 
 // Result holds the figures of one job; for mixed jobs read and write are summed.
@@ -64,11 +68,12 @@ func Args(j Job) []string {
 		"--iodepth=" + strconv.Itoa(j.IODepth),
 		"--ioengine=" + engine,
 		"--direct=" + strconv.Itoa(direct),
-		"--runtime=" + strconv.Itoa(j.Seconds),
-		"--time_based",
 		"--numjobs=1",
 		"--lat_percentiles=1",
 		"--output-format=json",
+	}
+	if !j.Once {
+		args = append(args, "--runtime="+strconv.Itoa(j.Seconds), "--time_based")
 	}
 	if j.Size > 0 {
 		args = append(args, "--size="+strconv.FormatInt(j.Size, 10))
@@ -89,7 +94,9 @@ func (j Job) validate() error {
 		return fmt.Errorf("fiorun: block size %d must be positive", j.BS)
 	case j.IODepth <= 0:
 		return fmt.Errorf("fiorun: iodepth %d must be positive", j.IODepth)
-	case j.Seconds <= 0:
+	case j.Once && j.Size <= 0:
+		return fmt.Errorf("fiorun: a job run once needs a positive size, got %d", j.Size)
+	case !j.Once && j.Seconds <= 0:
 		return fmt.Errorf("fiorun: run time %ds must be positive", j.Seconds)
 	case j.Size < 0:
 		return fmt.Errorf("fiorun: size %d must not be negative", j.Size)

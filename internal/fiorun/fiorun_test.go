@@ -119,3 +119,41 @@ func TestRunFio(t *testing.T) {
 		t.Error("fio on a directory succeeded")
 	}
 }
+
+func TestArgsOnce(t *testing.T) {
+	a := Args(Job{File: "/x.img", RW: "write", BS: 131072, IODepth: 1, Size: 1 << 30, Engine: "psync", EndFsync: true, Once: true})
+	for _, s := range a {
+		if strings.HasPrefix(s, "--runtime") || s == "--time_based" {
+			t.Errorf("a job run once has %q: %v", s, a)
+		}
+	}
+	for _, want := range []string{"--size=1073741824", "--end_fsync=1", "--ioengine=psync", "--direct=0"} {
+		if !slices.Contains(a, want) {
+			t.Errorf("Args lacks %q: %v", want, a)
+		}
+	}
+	if _, err := Run(context.Background(), Job{File: "f", RW: "write", BS: 4096, IODepth: 1, Once: true}); err == nil {
+		t.Error("a job run once without a size was accepted")
+	}
+}
+
+// TestRunFioOnce writes a small file once through the page cache with a
+// final fsync (the buffered-write comparison of `aiodio bench file`).
+func TestRunFioOnce(t *testing.T) {
+	testenv.NeedCommand(t, "fio")
+	f := filepath.Join(t.TempDir(), "fio.img")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(f, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(context.Background(), Job{File: f, RW: "write", BS: 128 << 10, IODepth: 1, Size: 4 << 20,
+		Engine: "psync", EndFsync: true, Once: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.IOPS <= 0 || r.MiBps <= 0 {
+		t.Errorf("implausible fio result %+v", r)
+	}
+}
