@@ -55,6 +55,9 @@ type Config struct {
 	// buffered handle only (default: alternately direct and buffered).
 	// DirectVerify: through the direct handle only.
 	BufferedVerify, DirectVerify bool
+	// FixedSize creates every file with size MaxFileSize (a hole) and
+	// never truncates: EOF never moves, which isolates EOF-related bugs.
+	FixedSize bool
 	// Log receives progress lines (nil: quiet).
 	Log io.Writer
 	// RoundTimeout reports a round that takes longer as a hang, with the

@@ -142,7 +142,16 @@ func (r *runner) newIncarnation(fs *fileState) error {
 	fs.id = r.nextID
 	fs.size = 0
 	fs.model.reset()
-	return r.openSlot(fs, true)
+	if err := r.openSlot(fs, true); err != nil {
+		return err
+	}
+	if r.cfg.FixedSize {
+		if err := fs.direct.Truncate(r.cfg.MaxFileSize); err != nil {
+			return fmt.Errorf("presize %s: %w", fs.name, err)
+		}
+		fs.size = r.cfg.MaxFileSize
+	}
+	return nil
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -200,6 +209,12 @@ func (r *runner) run(ctx context.Context) error {
 			return fmt.Errorf("config: unknown op kind %q in Weights", name)
 		}
 	}
+	if cfg.FixedSize {
+		g.weights[kTruncate] = 0
+		for i := range g.nominal {
+			g.nominal[i] = cfg.MaxFileSize
+		}
+	}
 	if sum := func() (s int) {
 		for _, w := range g.weights {
 			s += w
@@ -233,6 +248,9 @@ func (r *runner) run(ctx context.Context) error {
 				return err
 			}
 			g.nominal[fs.slot] = 0
+			if cfg.FixedSize {
+				g.nominal[fs.slot] = cfg.MaxFileSize
+			}
 		}
 		ops := make([]*opRec, 0, cfg.RoundOps)
 		for i := 0; i < cfg.RoundOps && idx < cfg.Ops; i++ {

@@ -11,9 +11,10 @@ import (
 )
 
 var (
-	seedFlag = flag.Int64("seed", 0, "replay the op sequence of this seed (also AIODIO_SEED)")
-	opsFlag  = flag.Int("check.ops", 0, "ops per stress run (0: the test's default)")
-	wFlag    = flag.String("check.weights", "", "op kind weights, e.g. buf-write=0,truncate=100")
+	seedFlag  = flag.Int64("seed", 0, "replay the op sequence of this seed (also AIODIO_SEED)")
+	opsFlag   = flag.Int("check.ops", 0, "ops per stress run (0: the test's default)")
+	wFlag     = flag.String("check.weights", "", "op kind weights, e.g. buf-write=0,truncate=100")
+	fixedFlag = flag.Bool("check.fixedsize", false, "presized files, no truncates (EOF never moves)")
 )
 
 // parseWeights parses -check.weights.
@@ -56,6 +57,9 @@ func runStress(t *testing.T, tg Target, cfg Config) Report {
 	}
 	if *opsFlag > 0 {
 		cfg.Ops = *opsFlag
+	}
+	if *fixedFlag {
+		cfg.FixedSize = true
 	}
 	if w := parseWeights(t, *wFlag); w != nil {
 		cfg.Weights = w

@@ -235,3 +235,62 @@ func TestBugExtendingBufferedWriteZeroesDirectData(t *testing.T) {
 		})
 	}
 }
+
+// TestBugBufferedWriteResurrectsStalePage: found by TestStressPoisonShm
+// with -check.fixedsize (EOF never moves; seed 2: #495 buffered write in
+// round 10, then #553 buffered write [1044480,1045504) racing #554 direct
+// write [1044480,1048576) in round 11): a page is cached and dirty; a direct
+// write of the whole page races a buffered write of its first KiB. After
+// both complete (and Sync), the bytes only the direct write wrote hold the
+// OLD buffered data: the buffered write re-dirtied the cached page (old
+// content) around the direct write's writeback+invalidate, and that page
+// was written back over the direct data. No EOF involved.
+func TestBugBufferedWriteResurrectsStalePage(t *testing.T) {
+	for _, hp := range []aiodio.HolePolicy{aiodio.Unwritten, aiodio.BufferedFallback} {
+		t.Run(hp.String(), func(t *testing.T) {
+			v := newSimVolume(t, aiodio.Options{HolePolicy: hp})
+			d, err := v.OpenFile("f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			b, err := v.OpenFile("f", os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if err := d.Truncate(1 << 20); err != nil {
+				t.Fatal(err)
+			}
+			w := aiodio.AlignedBuffer(4096)
+			for i := 0; i < 200; i++ {
+				old := byte('a' + i%2)
+				if _, err := b.WriteAt(pattern(8192, old), 1040384); err != nil { // cached, dirty
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() {
+					_, err := b.WriteAt(pattern(1024, 'c'), 1044480)
+					done <- err
+				}()
+				copy(w, pattern(4096, 'B'))
+				if _, err := d.WriteAt(w, 1044480); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if err := b.Sync(); err != nil {
+					t.Fatal(err)
+				}
+				got := make([]byte, 3072)
+				if n, err := d.ReadAt(got, 1045504); err != nil || n != len(got) {
+					t.Fatalf("iteration %d: read %d, %v", i, n, err)
+				}
+				if j := firstDiff(got, pattern(3072, 'B')); j >= 0 {
+					t.Fatalf("iteration %d: byte at %d is %q: only the completed direct write ('B') wrote there since the buffered write of %q", i, 1045504+j, got[j], old)
+				}
+			}
+		})
+	}
+}
