@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"syscall"
 	"testing"
@@ -370,5 +371,70 @@ func TestRingEIO(t *testing.T) {
 	out := make([]Completion, 2)
 	if k, _ := r.Wait(context.Background(), 0, out); k != 0 {
 		t.Fatalf("extra completions: %+v", out[:k])
+	}
+}
+
+// TestExtendingAsyncWriteSize: while an extending async direct write is in
+// flight (its device request held by the sim), Stat and readers see the old
+// size and no stale bytes; a truncate waits for it (I7); once it completes,
+// Stat reports at least its end (I8).
+func TestExtendingAsyncWriteSize(t *testing.T) {
+	v := newSimVolume(t, 64<<20, Options{}, sim.Options{Seed: 12})
+	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT)
+	defer f.Close()
+	b := mustOpen(t, v.Volume, "f", os.O_RDWR)
+	defer b.Close()
+	mustWrite(t, f, bytes.Repeat([]byte{7}, 4096), 0)
+	r, _ := v.NewRing(2)
+	defer r.Close()
+	v.sim.HoldIf(func(rq *device.Request) bool { return rq.Kind == device.Write })
+	w := AlignedBuffer(64 << 10)
+	for i := range w {
+		w[i] = 9
+	}
+	if n, err := r.Submit(Op{Code: OpWrite, File: f, Buf: w, Off: 4096, UserData: 1}); n != 1 {
+		t.Fatal(err)
+	}
+	if _, err := v.sim.WaitHeld(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := f.Stat(); fi.Size() != 4096 {
+		t.Fatalf("size visible before the data landed: %d (I8)", fi.Size())
+	}
+	rb := make([]byte, 128<<10)
+	n, err := b.ReadAt(rb, 0)
+	if n != 4096 || err != io.EOF {
+		t.Fatalf("buffered read during the write: %d %v", n, err)
+	}
+	noPoison(t, "buffered read during the write", rb)
+	// A truncate must wait for the in-flight write (I7).
+	done := make(chan error, 1)
+	go func() { done <- b.Truncate(8192) }()
+	for {
+		if writer, _ := f.in.d.Lock.Held(); writer {
+			break
+		}
+		runtime.Gosched()
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("truncate returned while a direct write was in flight: %v", err)
+	default:
+	}
+	v.sim.HoldIf(nil)
+	v.sim.ReleaseAll()
+	if c := reap(t, r, 1)[0]; c.Err != nil || c.N != len(w) {
+		t.Fatalf("write: %+v", c)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	if fi.Size() != 8192 {
+		t.Fatalf("size after write + truncate: %d", fi.Size())
+	}
+	got := readAll(t, b)
+	if got[0] != 7 || got[4096] != 9 || got[8191] != 9 {
+		t.Fatalf("contents: %d %d %d", got[0], got[4096], got[8191])
 	}
 }
