@@ -294,3 +294,51 @@ func TestBugBufferedWriteResurrectsStalePage(t *testing.T) {
 		})
 	}
 }
+
+// TestBugStalePageAfterDirectOverwrite: BUG-2 without EOF. Found by
+// TestStressPoisonShm/Sim with -check.fixedsize and buffered writes off
+// (e.g. #1690 direct write [633888,658464) in round 35, later reads return
+// round 2's data). A buffered read racing a direct overwrite of allocated
+// blocks inside the file fills the page from the device before the direct
+// data lands and inserts it after (or despite) the end-I/O invalidation:
+// after the write completed, buffered reads return the old data.
+func TestBugStalePageAfterDirectOverwrite(t *testing.T) {
+	v := newSimVolume(t, aiodio.Options{})
+	d, err := v.OpenFile("f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	b, err := v.OpenFile("f", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	w := aiodio.AlignedBuffer(16384)
+	if _, err := d.WriteAt(w, 0); err != nil { // allocated and written
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		want := pattern(16384, byte('A'+i%26))
+		copy(w, want)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			buf := make([]byte, 4096)
+			for j := 0; j < 5; j++ {
+				b.ReadAt(buf, 4096) // races the write; any result is fine here
+			}
+		}()
+		if _, err := d.WriteAt(w, 0); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		got := make([]byte, 16384)
+		if n, err := b.ReadAt(got, 0); err != nil || n != len(got) {
+			t.Fatalf("iteration %d: read %d, %v", i, n, err)
+		}
+		if j := firstDiff(got, want); j >= 0 {
+			t.Fatalf("iteration %d: buffered read after the direct overwrite completed: byte at %d is %q, want %q (stale cached page)", i, j, got[j], want[j])
+		}
+	}
+}
