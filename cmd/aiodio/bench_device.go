@@ -113,7 +113,13 @@ type benchRow struct {
 	FioMiBps *float64 `json:"fio_mib_s,omitempty"`
 	FioP50us *float64 `json:"fio_p50_us,omitempty"`
 	FioP99us *float64 `json:"fio_p99_us,omitempty"`
-	Ratio    *float64 `json:"ratio,omitempty"`
+	// Baseline figures (bench file's unaligned workload: the same writes
+	// serialized per file); ratio is then iops / baseline_iops.
+	BaseIOPS  *float64 `json:"baseline_iops,omitempty"`
+	BaseMiBps *float64 `json:"baseline_mib_s,omitempty"`
+	BaseP50us *float64 `json:"baseline_p50_us,omitempty"`
+	BaseP99us *float64 `json:"baseline_p99_us,omitempty"`
+	Ratio     *float64 `json:"ratio,omitempty"`
 }
 
 type benchReport struct {
