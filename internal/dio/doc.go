@@ -31,7 +31,8 @@
 //     split at MaxIO; misaligned memory and padding go through a pooled
 //     bounce buffer), submit. The op holds one reference for the submitter
 //     and one per request (seed 003's bio_count, without its race).
-//  6. Release the inode lock; drop the submitter's reference. The last
+//  6. Release the inode lock (partial-sector writes: at end-I/O, see
+//     Known limits); drop the submitter's reference. The last
 //     reference runs end-I/O: convert unwritten→written and raise the size
 //     (ConvertWritten, then Inode.size: I8), Commit for DSYNC (I10),
 //     invalidate again (its error ignored, I5), release the range lock,
@@ -108,9 +109,14 @@
 // # Known limits
 //
 //   - A write with a partial sector (StrictAlignment false; Linux refuses
-//     it) holds the inode lock exclusive and drains, so its
-//     read-modify-write of the edge sectors cannot race with an overwrite
-//     of the same sector (overwrites of written blocks take no range lock).
-//     Such writes are serialized per file, like XFS's unaligned path;
-//     sector-aligned sub-block writes are not (they use range locks only).
+//     it) holds the inode lock exclusive from before its drain until its
+//     end-I/O (released by whoever runs end-I/O), so its read-modify-write
+//     of the edge sectors races with no overwrite of the same sector,
+//     neither one in flight before it nor one submitted after it
+//     (overwrites of written blocks take no range lock;
+//     TestSubSectorRMWExcludesOverwrites, TestSubSectorRMWHoldsUntilEndIO).
+//     Such writes are serialized per file, and other direct I/O of the file
+//     waits for them, like XFS's unaligned path (IOLOCK_EXCL +
+//     IOMAP_DIO_FORCE_WAIT); sector-aligned sub-block writes are not (they
+//     use range locks only).
 package dio

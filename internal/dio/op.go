@@ -60,6 +60,9 @@ type dop struct {
 	// unaligned: the op holds its inode's SerializeUnaligned slot until
 	// completion.
 	unaligned bool
+	// holdLock: the op holds the inode lock exclusive until end-I/O (a
+	// write with a partial sector; see Write).
+	holdLock bool
 }
 
 func newDop(e *Engine) *dop {
@@ -76,7 +79,7 @@ func (e *Engine) getDop(op *Op, write bool) *dop {
 	d.reqs = d.reqs[:0]
 	d.buf, d.bounced, d.xs = nil, false, 0
 	d.cnt, d.dend, d.convert, d.cfb, d.ccount = 0, 0, false, 0, 0
-	d.ranged, d.fallback, d.onWorker, d.unaligned = false, false, false, false
+	d.ranged, d.fallback, d.onWorker, d.unaligned, d.holdLock = false, false, false, false, false
 	return d
 }
 

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/aiodio/aiodio/device"
 	"github.com/aiodio/aiodio/device/sim"
 	"github.com/aiodio/aiodio/internal/alignbuf"
 	"github.com/aiodio/aiodio/internal/meta"
@@ -846,6 +847,72 @@ func TestSubSectorRMWExcludesOverwrites(t *testing.T) {
 	copy(want[100:], b.Buf)
 	if got := r.readAll(4096); !bytes.Equal(got, want) {
 		t.Fatalf("sector 0 = %q..., want the overwrite's bytes around the unaligned write", got[:8])
+	}
+	r.checkIdle()
+}
+
+// TestSubSectorRMWHoldsUntilEndIO (I6 for StrictAlignment false; found by
+// TestConcurrentWritersNoLossNoStale): a write with a partial sector writes
+// the whole sector back from a read-modify-write; while that write is in
+// flight, an aligned overwrite of the same sector submitted after it must
+// not reach the device, or the RMW's older bytes could land after it and
+// erase it. Partial-sector writes therefore keep the inode lock exclusive
+// until their end-I/O.
+//
+// Checked by hand: releasing the lock at submission (holdLock never set)
+// lets the overwrite be held together with the RMW write; completing the
+// overwrite first then loses its bytes and fails this test.
+func TestSubSectorRMWHoldsUntilEndIO(t *testing.T) {
+	r := newRig(t, rigOpts{sim: sim.Options{Hold: true}})
+	r.writeFile(0, 1, 4096, pattern(4096, 1))
+	ctx := ctxT(t)
+	b := r.newOp(bytes.Repeat([]byte{'U'}, 100), 100, 0)
+	berr := make(chan error, 1)
+	go func() { berr <- r.e.Write(&b.Op) }()
+	isWrite := func(p *sim.Pending) bool { return p.Kind == device.Write }
+	rd, err := r.dev.WaitFor(ctx, func(p *sim.Pending) bool { return p.Kind == device.Read })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.dev.Release(rd) // the edge-sector read
+	pb, err := r.dev.WaitFor(ctx, isWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-berr; err != nil {
+		t.Fatal(err)
+	}
+	over := alignbuf.Alloc(512)
+	copy(over, bytes.Repeat([]byte{'O'}, 512))
+	a := r.newOp(over, 0, 0)
+	aerr := make(chan error, 1)
+	go func() { aerr <- r.e.Write(&a.Op) }()
+	yield()
+	if held := r.dev.Held(); len(held) > 1 {
+		// Broken: the overwrite is on the device with the RMW write still
+		// in flight. Complete it first, the order that loses it.
+		for _, p := range held {
+			if p != pb {
+				r.dev.Release(p)
+				<-p.Completed()
+			}
+		}
+	}
+	r.dev.Release(pb)
+	<-b.done
+	r.dev.SetHold(false)
+	r.dev.ReleaseAll()
+	if err := <-aerr; err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	if a.Err != nil || b.Err != nil {
+		t.Fatal(a.Err, b.Err)
+	}
+	want := pattern(4096, 1)
+	copy(want, over)
+	if got := r.readAll(4096); !bytes.Equal(got, want) {
+		t.Fatalf("sector 0 = %q...%q, want the later overwrite's bytes", got[:4], got[100:104])
 	}
 	r.checkIdle()
 }

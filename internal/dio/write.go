@@ -88,10 +88,15 @@ func (e *Engine) write(op *Op, ua bool) error {
 	// Step 2: the inode lock, exclusive when the write zeroes past EOF or
 	// has a partial sector (StrictAlignment false): the read-modify-write
 	// of that sector must not race with an overwrite of the same sector,
-	// which takes no range lock (XFS likewise takes the inode lock
-	// exclusive and drains for unaligned direct writes).
+	// which takes no range lock — neither with one in flight before it
+	// (hence the drain) nor with one submitted while its own write of the
+	// sector is in flight (hence partial-sector writes keep the lock until
+	// their end-I/O: holdLock). XFS likewise takes the inode lock exclusive,
+	// drains, and waits for the I/O of unaligned direct writes
+	// (IOMAP_DIO_FORCE_WAIT).
 	ss := int64(e.ss)
-	excl := !e.o.StrictAlignment && (off%ss != 0 || end%ss != 0)
+	partial := !e.o.StrictAlignment && (off%ss != 0 || end%ss != 0)
+	excl := partial
 	var size int64
 	for {
 		if err := in.Lock.LockMode(ctx, excl, nowait); err != nil {
@@ -170,8 +175,13 @@ func (e *Engine) write(op *Op, ua bool) error {
 		d.finishFallback(excl)
 		return nil
 	}
-	// Step 6: release the inode lock, drop our reference.
-	in.Lock.UnlockMode(excl)
+	// Step 6: release the inode lock (a partial-sector write hands its
+	// exclusive hold to end-I/O instead), drop our reference.
+	if partial {
+		d.holdLock = true
+	} else {
+		in.Lock.UnlockMode(excl)
+	}
 	d.put()
 	return nil
 }
@@ -304,11 +314,11 @@ func (d *dop) buildWrite(off, dend int64, nowait bool) error {
 		} else {
 			clear(d.buf[:off-xs])
 		}
-		if tailRMW {
+		if tailRMW && (!headRMW || xe-ss > xs) { // one sector: read once
 			if err := e.syncIO(device.Read, devOff(d.maps, xe-ss, sh), d.buf[xe-ss-xs:]); err != nil {
 				return err
 			}
-		} else {
+		} else if !tailRMW {
 			clear(d.buf[dend-xs:])
 		}
 		copy(d.buf[off-xs:], data)
@@ -447,6 +457,9 @@ func (d *dop) endWrite() {
 	}
 	if d.ranged {
 		in.Ranges.Unlock(&d.rng)
+	}
+	if d.holdLock {
+		in.Lock.Unlock()
 	}
 	n := 0
 	if err == nil {
