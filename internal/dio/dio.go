@@ -250,7 +250,8 @@ type Inode struct {
 	Ino meta.Ino
 	// Lock is the inode lock (i_rwsem). Direct reads and overwrites hold it
 	// shared until submission; truncate, punch, fallocate, buffered writes
-	// and direct writes that zero past EOF hold it exclusive.
+	// and direct writes that zero past EOF hold it exclusive; direct writes
+	// with a partial sector hold it exclusive until their end-I/O.
 	Lock lock.Inode
 	// DIO counts direct ops between dio begin and end-I/O (i_dio_count).
 	DIO lock.Drain

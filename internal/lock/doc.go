@@ -21,7 +21,11 @@
 // Direct reads and non-extending overwrites hold the Inode lock shared and
 // only until their device requests are submitted. Truncate, punch-hole,
 // fallocate and direct writes that must zero past end of file hold it
-// exclusive and call Drain.Wait before changing allocation (I7).
+// exclusive and call Drain.Wait before changing allocation (I7). Direct
+// writes with a partial sector (read-modify-write of that sector) hold it
+// exclusive, drain, and keep it until their end-I/O releases it (Inode may
+// be released by another goroutine), so no overwrite of that sector runs
+// concurrently with their I/O in either order.
 //
 // Why new direct I/O cannot start during truncate: Drain has no lock of its
 // own against Begin. The exclusion comes from the order above: every direct
