@@ -87,6 +87,31 @@ func crashOnce(t *testing.T, seed int64) {
 	const span = 48 << 10
 	nops := 20 + rng.Intn(60)
 	var log bytes.Buffer
+	// Odd seeds cut the power in the middle of the workload, after a
+	// random number of device completions; even seeds after it.
+	var fired <-chan *sim.Device
+	var nd *sim.Device
+	if seed%2 == 1 {
+		fired = d.CrashAfter(rng.Intn(80), sim.CrashOptions{Seed: seed, KeepUnflushed: 0.3, TearUnflushed: 0.3})
+	}
+	// failed handles an op error: after the power cut it ends the
+	// workload (the op's effect on cf is unknown), before it fails the test.
+	failed := func(cf *crashFile, err error) bool {
+		if fired != nil && nd == nil {
+			select {
+			case nd = <-fired:
+			default:
+			}
+		}
+		if nd == nil {
+			t.Fatalf("%v\n%s", err, log.String())
+		}
+		fmt.Fprintf(&log, "  failed after the power cut: %v\n", err)
+		cf.touch(0, int64(len(cf.touched)))
+		cf.resized = true
+		return true
+	}
+ops:
 	for range nops {
 		cf := files[rng.Intn(len(files))]
 		switch k := rng.Intn(10); {
@@ -105,7 +130,9 @@ func crashOnce(t *testing.T, seed int64) {
 				p[i] = byte(seq*13+i%241) | 1
 			}
 			fmt.Fprintf(&log, "write %s %d+%d direct=%v\n", cf.name, off, n, k < 2)
-			mustWrite(t, f, p, off)
+			if _, err := f.WriteAt(p, off); err != nil && failed(cf, err) {
+				break ops
+			}
 			if end := off + int64(n); end > int64(len(cf.model)) {
 				cf.setSize(end)
 			}
@@ -114,15 +141,15 @@ func crashOnce(t *testing.T, seed int64) {
 		case k < 5:
 			size := rng.Int63n(span)
 			fmt.Fprintf(&log, "truncate %s %d\n", cf.name, size)
-			if err := cf.buf.Truncate(size); err != nil {
-				t.Fatal(err)
+			if err := cf.buf.Truncate(size); err != nil && failed(cf, err) {
+				break ops
 			}
 			cf.setSize(size)
 		case k < 6:
 			off, n := rng.Int63n(span), 1+rng.Int63n(16<<10)
 			fmt.Fprintf(&log, "punch %s %d+%d\n", cf.name, off, n)
-			if err := cf.buf.Fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
-				t.Fatal(err)
+			if err := cf.buf.Fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil && failed(cf, err) {
+				break ops
 			}
 			end := min(off+n, int64(len(cf.model)))
 			if off < end {
@@ -132,13 +159,19 @@ func crashOnce(t *testing.T, seed int64) {
 		case k < 8:
 			fmt.Fprintf(&log, "sync %s\n", cf.name)
 			if err := cf.buf.Sync(); err != nil {
-				t.Fatal(err)
+				failed(cf, err)
+				break ops
 			}
 			cf.markSynced()
 		case k < 9:
 			fmt.Fprintf(&log, "volume sync\n")
 			if err := v.Sync(); err != nil {
-				t.Fatal(err)
+				failed(cf, err)
+				for _, cf := range files {
+					cf.touch(0, int64(len(cf.touched)))
+					cf.resized = true
+				}
+				break ops
 			}
 			for _, cf := range files {
 				cf.markSynced()
@@ -146,15 +179,29 @@ func crashOnce(t *testing.T, seed int64) {
 		default: // a read, checked against the model
 			buf := make([]byte, len(cf.model))
 			n, err := cf.buf.ReadAt(buf, 0)
-			if n != len(buf) || (err != nil && err != io.EOF) || !bytes.Equal(buf, cf.model) {
+			if err != nil && err != io.EOF && failed(cf, err) {
+				break ops
+			}
+			if n != len(buf) || !bytes.Equal(buf, cf.model) {
 				t.Fatalf("read before the crash differs from the model (n=%d err=%v)\n%s", n, err, log.String())
 			}
 		}
 	}
 
 	// Power cut: unflushed writes are lost, kept whole or torn.
-	fmt.Fprintf(&log, "crash\n")
-	nd := d.Crash(sim.CrashOptions{Seed: seed, KeepUnflushed: 0.3, TearUnflushed: 0.3})
+	if nd == nil && fired != nil {
+		select {
+		case nd = <-fired:
+		default:
+		}
+	}
+	if nd == nil {
+		fmt.Fprintf(&log, "crash\n")
+		nd = d.Crash(sim.CrashOptions{Seed: seed, KeepUnflushed: 0.3, TearUnflushed: 0.3})
+	} else {
+		fmt.Fprintf(&log, "(power was cut during the workload)\n")
+		t.Logf("power cut during the workload")
+	}
 	defer nd.Close()
 	v.Close() // fails (the device is dead); only stops the goroutines
 	d.Close()
