@@ -6,6 +6,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,7 +46,14 @@ func TestConcurrentWritersNoLossNoStale(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		in := NewInode(testIno, 0, nil)
+		// The first third of the file exists (written zeros): overwrites,
+		// and NOWAIT writes that can succeed.
+		const pre = 8
+		in := NewInode(testIno, pre*testBS, nil)
+		ext.setWritten(testIno, 0, pre, pre*testBS)
+		for b := int64(0); b < pre; b++ {
+			dev.WriteRaw(ext.devBlock(testIno, b)*testBS, make([]byte, testBS))
+		}
 		type w struct {
 			off int64
 			n   int
@@ -65,6 +74,7 @@ func TestConcurrentWritersNoLossNoStale(t *testing.T) {
 			}
 			ws[i] = w{off, n}
 		}
+		var nrefused atomic.Int32 // NOWAIT writes refused with EAGAIN
 		covering := func(b int64) []byte {
 			var c []byte
 			for i, x := range ws {
@@ -101,7 +111,18 @@ func TestConcurrentWritersNoLossNoStale(t *testing.T) {
 						buf[k] = id
 					}
 				}
-				if k, err := e.WriteAt(in, buf, x.off, 0); k != x.n || err != nil {
+				flags := uint32(0)
+				if id%4 == 0 {
+					flags = NoWait
+				}
+				k, err := e.WriteAt(in, buf, x.off, flags)
+				if flags != 0 && errors.Is(err, syscall.EAGAIN) && k == 0 {
+					// Refused without side effects; retry blocking
+					// (what io_uring does with a NOWAIT EAGAIN).
+					nrefused.Add(1)
+					k, err = e.WriteAt(in, buf, x.off, 0)
+				}
+				if k != x.n || err != nil {
 					t.Errorf("write %d: %d, %v", id, k, err)
 				}
 			}(byte(i+1), x)
@@ -135,10 +156,11 @@ func TestConcurrentWritersNoLossNoStale(t *testing.T) {
 		wg.Wait()
 		close(stop)
 		rwg.Wait()
-		var want int64
+		want := int64(pre * testBS)
 		for _, x := range ws {
 			want = max(want, x.off+int64(x.n))
 		}
+		t.Logf("round %d: %d of %d NOWAIT writes refused", round, nrefused.Load(), len(ws)/4)
 		if in.Size() != want || ext.size(testIno) != want {
 			t.Fatalf("round %d: size %d (meta %d), want %d", round, in.Size(), ext.size(testIno), want)
 		}
