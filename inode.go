@@ -234,6 +234,15 @@ func (in *inode) writeAt(p []byte, off int64, appendMode bool) (int, int64, erro
 	if in.removed.Load() {
 		return 0, off, ErrRemoved
 	}
+	// Wait for in-flight direct I/O before touching the cache: no new
+	// direct op can begin while the inode lock is held exclusive, so the
+	// page fills, tail zeroing and dirtying below never race a direct write
+	// into the same pages (a page filled from the device before that write
+	// landed would otherwise be written back over it), and the size read
+	// below includes every completed extending write (seeds 000, 004).
+	if err := in.d.DIO.Wait(bg); err != nil {
+		return 0, off, err
+	}
 	size := in.d.Size()
 	if appendMode {
 		off = size
@@ -249,10 +258,7 @@ func (in *inode) writeAt(p []byte, off int64, appendMode bool) (int, int64, erro
 	in.raiseWsize(end)
 	if off > size && size%in.v.bs != 0 {
 		// The write brings the old end-of-file block's tail inside the
-		// file: zero it, after any direct I/O there finished.
-		if err := in.d.DIO.Wait(bg); err != nil {
-			return 0, off, err
-		}
+		// file: zero it (direct I/O was drained above).
 		if err := in.zeroTail(size, off); err != nil {
 			return 0, off, err
 		}
