@@ -54,6 +54,12 @@ type Options struct {
 	// the device's sector are served correctly (read-modify-write of the
 	// edge sectors under block range locks).
 	StrictAlignment bool
+	// SerializeUnaligned lets only one sub-block direct write per file be
+	// in flight at a time, as the 2011 ocfs2 fix did, instead of serializing
+	// per block range (I6). It exists as the baseline for benchmarks
+	// (`aiodio bench file --workload unaligned-4k-8writers`); correctness
+	// never needs it.
+	SerializeUnaligned bool
 	// Logger receives the engine's few log lines; nil means quiet.
 	Logger *slog.Logger
 }

@@ -192,7 +192,7 @@ func openDevice(d device.Device, o Options, name string) (*Volume, error) {
 		zeros:  make([]byte, 64<<10),
 	}
 	v.dio, err = dio.New(d, m, dio.Options{BlockSize: int(v.bs), HolePolicy: dio.HolePolicy(o.HolePolicy),
-		StrictAlignment: o.StrictAlignment})
+		StrictAlignment: o.StrictAlignment, SerializeUnaligned: o.SerializeUnaligned})
 	if err != nil {
 		m.Close()
 		return nil, fmt.Errorf("aiodio: open %s: %w", name, err)
