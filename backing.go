@@ -36,7 +36,25 @@ func (in *inode) getMaps() *[]meta.Mapping {
 // ReadPages fills p with the file's bytes at off: written blocks from the
 // device, holes and unwritten blocks as zeros, and zeros past the end of
 // file (whatever the device holds there).
+//
+// A direct write may land under a fill; its invalidation afterwards cannot
+// drop the page while the fill runs (it is busy). So a fill that overlaps an
+// invalidation by the direct engine reads again (a few times at most),
+// rather than caching bytes older than a completed direct write (seed 004).
 func (in *inode) ReadPages(off int64, p []byte) error {
+	for range 4 {
+		seq := in.invalSeq.Load()
+		if err := in.readPages(off, p); err != nil {
+			return err
+		}
+		if in.invalSeq.Load() == seq {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (in *inode) readPages(off int64, p []byte) error {
 	v := in.v
 	bs := v.bs
 	end := off + int64(len(p))

@@ -57,6 +57,9 @@ type inode struct {
 
 	wsize atomic.Int64
 
+	// invalSeq counts invalidations by the direct engine (see dioCache).
+	invalSeq atomic.Uint64
+
 	// removed is set (under the inode lock exclusive, drain empty) when the
 	// name was removed: the blocks are freed, later I/O fails with
 	// ErrRemoved.
@@ -78,7 +81,14 @@ type inode struct {
 type dioCache struct{ in *inode }
 
 func (c dioCache) WriteAndWait(off, n int64) error { return c.in.cache.WriteAndWait(off, n) }
-func (c dioCache) Invalidate(off, n int64) error   { return c.in.cache.Invalidate(off, n) }
+func (c dioCache) Invalidate(off, n int64) error {
+	// Tell ReadPages calls in flight that data under them may have changed
+	// (seed 004): a fill that started before a direct write's data landed
+	// and could not be dropped because it was still busy re-reads instead
+	// of caching the old bytes.
+	c.in.invalSeq.Add(1)
+	return c.in.cache.Invalidate(off, n)
+}
 func (c dioCache) Sync() error                     { return c.in.cache.Sync() }
 func (c dioCache) WriteAt(p []byte, off int64) (int, error) {
 	c.in.raiseWsize(off + int64(len(p)))
