@@ -89,7 +89,7 @@ func (c dioCache) Invalidate(off, n int64) error {
 	c.in.invalSeq.Add(1)
 	return c.in.cache.Invalidate(off, n)
 }
-func (c dioCache) Sync() error                     { return c.in.cache.Sync() }
+func (c dioCache) Sync() error { return c.in.cache.Sync() }
 func (c dioCache) WriteAt(p []byte, off int64) (int, error) {
 	c.in.raiseWsize(off + int64(len(p)))
 	return c.in.cache.WriteAt(p, off)
