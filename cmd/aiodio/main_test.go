@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -79,7 +80,8 @@ func TestDemo(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("demo: exit %d", code)
 	}
-	for _, want := range []string{"engine", "phase", "write", "flush", "read+verify", "mismatches", "0 mismatches"} {
+	for _, want := range []string{"engine", "poisoned", "direct read", "direct write", "append", "buffered read", "truncate",
+		"final verify", "after remount", "stale", "mismatches", "0 stale bytes seen, 0 mismatches, fsck clean"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
@@ -93,7 +95,7 @@ func TestDemo(t *testing.T) {
 }
 
 func TestDemoVerbose(t *testing.T) {
-	code, _, stderr := cli(t, "--verbose", "demo", "--seconds", "1", "--size", "4MiB", "--qd", "4", "--dir", t.TempDir())
+	code, _, stderr := cli(t, "--verbose", "demo", "--seconds", "1", "--size", "8MiB", "--qd", "4", "--dir", t.TempDir())
 	if code != exitOK {
 		t.Fatalf("demo: exit %d", code)
 	}
@@ -102,15 +104,19 @@ func TestDemoVerbose(t *testing.T) {
 	}
 }
 
-// faultyDevice wraps a device: it corrupts one byte of the read buffers of
-// reads, or completes writes with EIO.
+// faultyDevice wraps a device: once armed (after the demo's setup), it
+// corrupts one byte of reads, fills reads with the poison marker, or
+// completes writes with EIO.
 type faultyDevice struct {
 	device.Device
-	corruptReads bool
-	failWrites   bool
+	armed                                 *atomic.Bool
+	corruptReads, poisonReads, failWrites bool
 }
 
 func (f *faultyDevice) Submit(reqs ...*device.Request) (int, error) {
+	if !f.armed.Load() {
+		return f.Device.Submit(reqs...)
+	}
 	for _, r := range reqs {
 		orig := r.Done
 		kind := r.Kind
@@ -118,6 +124,11 @@ func (f *faultyDevice) Submit(reqs ...*device.Request) (int, error) {
 			r.Done = orig
 			if kind == device.Read && f.corruptReads && r.Err == nil && len(r.Buf) > 100 {
 				r.Buf[100] ^= 0x5a
+			}
+			if kind == device.Read && f.poisonReads && r.Err == nil {
+				for i := 0; i+len(demoPoison) <= len(r.Buf); i += len(demoPoison) {
+					copy(r.Buf[i:], demoPoison)
+				}
 			}
 			if kind == device.Write && f.failWrites {
 				r.N, r.Err = 0, syscall.EIO
@@ -128,21 +139,27 @@ func (f *faultyDevice) Submit(reqs ...*device.Request) (int, error) {
 	return f.Device.Submit(reqs...)
 }
 
-func withFaults(t *testing.T, corruptReads, failWrites bool) {
-	old := openDevice
-	t.Cleanup(func() { openDevice = old })
+// withFaults makes openDevice return faulty devices, armed once the demo's
+// volume is set up.
+func withFaults(t *testing.T, fd faultyDevice) {
+	old, oldArmed := openDevice, demoArmed
+	t.Cleanup(func() { openDevice, demoArmed = old, oldArmed })
+	armed := new(atomic.Bool)
+	demoArmed = func() { armed.Store(true) }
 	openDevice = func(path string, o device.OpenOptions) (device.Device, error) {
 		d, err := old(path, o)
 		if err != nil {
 			return nil, err
 		}
-		return &faultyDevice{Device: d, corruptReads: corruptReads, failWrites: failWrites}, nil
+		f := fd
+		f.Device, f.armed = d, armed
+		return &f, nil
 	}
 }
 
 func TestDemoDetectsMismatch(t *testing.T) {
-	withFaults(t, true, false)
-	code, stdout, stderr := cli(t, "demo", "--seconds", "1", "--size", "4MiB", "--dir", t.TempDir())
+	withFaults(t, faultyDevice{corruptReads: true})
+	code, stdout, stderr := cli(t, "demo", "--seconds", "1", "--size", "8MiB", "--dir", t.TempDir())
 	if code != exitFailure {
 		t.Fatalf("demo over a corrupting device: exit %d, want %d", code, exitFailure)
 	}
@@ -154,11 +171,22 @@ func TestDemoDetectsMismatch(t *testing.T) {
 	}
 }
 
+func TestDemoDetectsStale(t *testing.T) {
+	withFaults(t, faultyDevice{poisonReads: true})
+	code, stdout, stderr := cli(t, "demo", "--seconds", "1", "--size", "8MiB", "--dir", t.TempDir())
+	if code != exitFailure || !strings.Contains(stderr, "verification FAILED") {
+		t.Fatalf("demo over a device returning poison: exit %d, want %d and a failure", code, exitFailure)
+	}
+	if strings.Contains(stderr, " 0 stale bytes seen") || strings.Contains(stdout, "OK:") {
+		t.Errorf("stale bytes not counted: %q", stderr)
+	}
+}
+
 func TestDemoDeviceError(t *testing.T) {
-	withFaults(t, false, true)
-	code, _, stderr := cli(t, "demo", "--seconds", "1", "--size", "4MiB", "--dir", t.TempDir())
+	withFaults(t, faultyDevice{failWrites: true})
+	code, _, stderr := cli(t, "demo", "--seconds", "1", "--size", "8MiB", "--dir", t.TempDir())
 	if code != exitFailure {
-		t.Fatalf("demo over a failing device: exit %d, want %d", code, exitFailure)
+		t.Fatalf("demo over a failing device: exit %d", code)
 	}
 	if !strings.Contains(stderr, "input/output error") {
 		t.Errorf("the device error is not reported: %q", stderr)
@@ -310,25 +338,33 @@ func TestMedianRound(t *testing.T) {
 	}
 }
 
-// blackHole accepts requests and never completes them.
-type blackHole struct{ device.Device }
+// blackHole accepts requests and, once armed, never completes them.
+type blackHole struct {
+	device.Device
+	armed *atomic.Bool
+}
 
-func (blackHole) Submit(reqs ...*device.Request) (int, error) { return len(reqs), nil }
+func (b blackHole) Submit(reqs ...*device.Request) (int, error) {
+	if !b.armed.Load() {
+		return b.Device.Submit(reqs...)
+	}
+	return len(reqs), nil
+}
 
 func TestDemoHungDevice(t *testing.T) {
-	old, oldStall := openDevice, demoStall
-	t.Cleanup(func() { openDevice, demoStall = old, oldStall })
-	demoStall = 200 * time.Millisecond
-	var real device.Device
+	old, oldStall, oldArmed := openDevice, demoStall, demoArmed
+	t.Cleanup(func() { openDevice, demoStall, demoArmed = old, oldStall, oldArmed })
+	demoStall = 300 * time.Millisecond
+	armed := new(atomic.Bool)
+	demoArmed = func() { armed.Store(true) }
 	openDevice = func(path string, o device.OpenOptions) (device.Device, error) {
 		d, err := old(path, o)
-		real = d
-		return blackHole{d}, err
+		if err != nil {
+			return nil, err
+		}
+		return blackHole{d, armed}, nil
 	}
-	code, _, stderr := cli(t, "demo", "--seconds", "1", "--size", "4MiB", "--dir", t.TempDir())
-	if real != nil {
-		real.Close() // nothing reached it
-	}
+	code, _, stderr := cli(t, "demo", "--seconds", "1", "--size", "8MiB", "--dir", t.TempDir())
 	if code != exitFailure || !strings.Contains(stderr, "stopped completing") {
 		t.Fatalf("demo over a hung device: exit %d, stderr %q; want 1 and a clear message", code, stderr)
 	}
