@@ -17,6 +17,7 @@ import (
 )
 
 func TestBenchFileJSON(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	code, stdout, _ := cli(t, "bench", "file", "--seconds", "1", "--size", "4MiB", "--buffered-size", "2MiB", "--dir", dir, "--json")
 	if code != exitOK {
@@ -53,6 +54,7 @@ func TestBenchFileJSON(t *testing.T) {
 }
 
 func TestBenchFileTableCompareFio(t *testing.T) {
+	t.Parallel()
 	testenv.NeedCommand(t, "fio")
 	dir := t.TempDir()
 	code, stdout, _ := cli(t, "bench", "file", "--seconds", "1", "--size", "4MiB", "--buffered-size", "2MiB", "--dir", dir,

@@ -75,6 +75,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	code, stdout, stderr := cli(t, "demo", "--seconds", "1", "--size", "8MiB", "--dir", dir)
 	if code != exitOK {
@@ -95,6 +96,7 @@ func TestDemo(t *testing.T) {
 }
 
 func TestDemoVerbose(t *testing.T) {
+	t.Parallel()
 	code, _, stderr := cli(t, "--verbose", "demo", "--seconds", "1", "--size", "8MiB", "--qd", "4", "--dir", t.TempDir())
 	if code != exitOK {
 		t.Fatalf("demo: exit %d", code)
@@ -194,6 +196,7 @@ func TestDemoDeviceError(t *testing.T) {
 }
 
 func TestBenchDeviceTable(t *testing.T) {
+	t.Parallel()
 	code, stdout, _ := cli(t, "bench", "device", "--seconds", "1", "--size", "8MiB", "--dir", t.TempDir())
 	if code != exitOK {
 		t.Fatalf("exit %d", code)
@@ -225,6 +228,7 @@ func decodeReport(t *testing.T, stdout string) map[string][]map[string]any {
 }
 
 func TestBenchDeviceJSON(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	code, stdout, _ := cli(t, "bench", "device", "--seconds", "1", "--size", "8MiB", "--dir", dir, "--json",
 		"--workload", "seqread-128k-qd8,randwrite-4k-qd32", "--rounds", "2")
@@ -263,6 +267,7 @@ func TestBenchCompareFioMissing(t *testing.T) {
 
 // TestBenchCompareFio runs one workload beside fio on an existing --file.
 func TestBenchCompareFio(t *testing.T) {
+	t.Parallel()
 	testenv.NeedCommand(t, "fio")
 	file := filepath.Join(t.TempDir(), "bench.img")
 	a := &app{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, log: discardLogger()}

@@ -187,6 +187,7 @@ func TestFsckBusy(t *testing.T) {
 // TestFsckCorrupted flips bytes all over the metadata area: fsck and stat
 // give a clean result, findings or a clear error (exit 0 or 1), never a panic.
 func TestFsckCorrupted(t *testing.T) {
+	t.Parallel()
 	img := newVolume(t)
 	orig, err := os.ReadFile(img)
 	if err != nil {
