@@ -112,8 +112,11 @@ These are the promises aiodio makes (DESIGN §3); each has a named test.
     filling at that instant cannot drop it first (I5); like Linux, aiodio then
     serves that write through the page cache and writes it back before it
     completes (I10). Under RWF_NOWAIT it fails with EAGAIN instead.
-  - RWF_NOWAIT is honoured by direct ops (EAGAIN instead of waiting for a lock
-    or a drain); buffered ring ops ignore it.
+  - RWF_NOWAIT is honoured by direct ops: an op that would wait for a lock,
+    the drain, a write-back of dirty cached pages, or that needs allocation
+    (a write into a hole), an edge-sector read-modify-write or end-of-file
+    zeroing completes with EAGAIN instead (like XFS and ext4). Buffered ring
+    ops ignore it.
   - There is one user: permission bits are recorded, not enforced.
 
 # Lock order

@@ -95,6 +95,27 @@ func (c dioCache) WriteAt(p []byte, off int64) (int, error) {
 	return c.in.cache.WriteAt(p, off)
 }
 
+// writebackProber is pagecache.File's NeedsWriteback (Linux's
+// filemap_range_needs_writeback), when the cache has it.
+type writebackProber interface{ NeedsWriteback(off, n int64) bool }
+
+// dioCacheProber is a dioCache that also implements dio.CacheProber, so
+// RWF_NOWAIT direct reads test for dirty pages without waiting; used when
+// the page cache has NeedsWriteback.
+type dioCacheProber struct{ dioCache }
+
+func (c dioCacheProber) NeedsWriteback(off, n int64) bool {
+	return any(c.in.cache).(writebackProber).NeedsWriteback(off, n)
+}
+
+// newDioCache returns the engine's view of in's cache.
+func newDioCache(in *inode) dio.Cache {
+	if _, ok := any((*pagecache.File)(nil)).(writebackProber); ok {
+		return dioCacheProber{dioCache{in}}
+	}
+	return dioCache{in}
+}
+
 // bg is the context of waits that only end when the awaited thing happens.
 var bg = context.Background()
 
@@ -114,7 +135,7 @@ func (v *Volume) getInodeLocked(ino meta.Ino, size int64) *inode {
 		}
 		if in == nil {
 			in = &inode{v: v, ino: ino, released: make(chan struct{})}
-			in.d = dio.NewInode(ino, size, dioCache{in})
+			in.d = dio.NewInode(ino, size, newDioCache(in))
 			in.wsize.Store(size)
 			in.cache = v.cache.Open(in)
 			v.inodes[ino] = in

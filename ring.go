@@ -48,7 +48,8 @@ type Op struct {
 	Buf  []byte
 	Off  int64
 	// Flags: 0, unix.RWF_NOWAIT (a direct op that would wait for a lock,
-	// the drain or a writeback completes with EAGAIN instead), and
+	// the drain or a writeback, or a write that needs allocation, completes
+	// with EAGAIN instead; see the package doc), and
 	// unix.RWF_DSYNC (the op completes once its data and metadata are
 	// durable).
 	Flags uint32
