@@ -27,7 +27,9 @@
 //
 // A page in a File's index is either busy (being filled by ReadPages; not
 // uptodate; readers and writers wait on it — this is the per-page I/O lock) or
-// uptodate. An uptodate page may also be dirty, under writeback, or both
+// uptodate. A busy page that Invalidate hits is marked stale: when its
+// ReadPages returns, the fill discards it instead of publishing it, and the
+// reader (or the writer's read-modify-write) fills it again. An uptodate page may also be dirty, under writeback, or both
 // (dirtied again while its old contents are being written), and may carry the
 // error flag (its last writeback failed). Clean uptodate pages sit on the
 // Cache's LRU list and are the only ones that can be evicted or invalidated.
@@ -56,7 +58,19 @@
 //   - I5 support: WriteAndWait writes back the dirty pages of a range and
 //     waits for every writeback in flight there; Invalidate drops the clean
 //     pages of a range and fails with EBUSY (after dropping what it can) when a
-//     page is dirty, under writeback or busy — it never drops data.
+//     page is dirty or under writeback — it never drops data and never waits.
+//     NeedsWriteback reports (without waiting) whether a range has such pages
+//     (for RWF_NOWAIT).
+//   - No fill outlives an invalidation (I1, I5, seed 004): once Invalidate of
+//     a range has returned, no page of that range holds bytes read, or a
+//     zero-fill decided, before it. Pages being filled are marked stale and
+//     discarded by their fill (so Invalidate need not fail for them), and a
+//     per-File invalidation sequence, loaded before a fill or write samples
+//     Backing.Size and checked under File.mu before it zero-fills pages past
+//     that size without I/O, makes a fill that raced an invalidation read
+//     those pages through ReadPages instead (the size may have been raised by
+//     the direct write being announced). The layer above must raise the size
+//     and make the data readable before it calls Invalidate at end-I/O.
 //   - Writeback errors (errseq-like): a failed WritePages marks its pages dirty
 //     again with the error flag (the data stays in the cache and is retried by
 //     the next Sync or by the flusher after a back-off of one DirtyAge), and

@@ -15,6 +15,11 @@ const (
 	pgDirty
 	pgWriteback
 	pgError // last writeback failed
+	// pgStale marks a busy page that Invalidate hit while it was being
+	// filled: its ReadPages may have read bytes older than the change the
+	// invalidation announces, so the fill discards it instead of publishing
+	// it (the reader then fills it again).
+	pgStale
 )
 
 type page struct {
@@ -55,6 +60,14 @@ type File struct {
 	// by Cache.mu.
 	nDirty      int64
 	dirtiedWhen time.Time
+
+	// invSeq counts Invalidate calls; it is incremented with mu held
+	// exclusively and may be loaded without it. A fill loads it before it
+	// samples Backing.Size and compares under mu before it zero-fills pages
+	// past that size without I/O: if an invalidation ran in between, the
+	// size may be stale (a direct write raised it), so those pages are read
+	// through ReadPages instead.
+	invSeq atomic.Uint64
 
 	// readahead
 	lastEnd  atomic.Int64 // end offset of the previous read
@@ -138,6 +151,7 @@ func (f *File) fillForRead(off, end int64, seq bool) error {
 	first := off >> pageShift
 	need := min((end-1)>>pageShift+1, first+chunkPages)
 	to := need
+	iseq := f.invSeq.Load() // before the size: see invSeq
 	size := f.b.Size()
 	sizePages := (size + PageSize - 1) >> pageShift
 	if seq {
@@ -163,7 +177,7 @@ func (f *File) fillForRead(off, end int64, seq bool) error {
 		f.raMark.Store(-1)
 		f.raMu.Unlock()
 	}
-	return f.fill(first, need, to, size)
+	return f.fill(first, need, to, iseq, size)
 }
 
 // asyncReadahead fetches the next window after a sequential hit reached the
@@ -172,6 +186,7 @@ func (f *File) asyncReadahead(m int64) {
 	if !f.raMark.CompareAndSwap(m, -1) {
 		return
 	}
+	seq := f.invSeq.Load() // before the size: see invSeq
 	size := f.b.Size()
 	sizePages := (size + PageSize - 1) >> pageShift
 	f.raMu.Lock()
@@ -188,12 +203,17 @@ func (f *File) asyncReadahead(m int64) {
 		f.raMark.Store(from)
 	}
 	f.raMu.Unlock()
-	_ = f.fill(from, from, to, size) // readahead errors are not the reader's
+	_ = f.fill(from, from, to, seq, size) // readahead errors are not the reader's
 }
 
 // fill makes pages [first, to) resident; an error matters only if it touches
-// [first, need). Pages entirely past size are zero-filled without I/O.
-func (f *File) fill(first, need, to, size int64) error {
+// [first, need). Pages entirely past size are zero-filled without I/O, unless
+// an Invalidate ran since the caller loaded seq (f.invSeq) before sampling
+// size. Pages an Invalidate marked stale while they were being read are
+// discarded, not published; fill then returns nil with them missing and the
+// reader's loop fills them again (so a fill that raced a direct write never
+// caches bytes older than that write once its end-I/O invalidation ran).
+func (f *File) fill(first, need, to int64, seq uint64, size int64) error {
 	to = min(to, first+maxRunPages)
 	f.mu.Lock()
 	for {
@@ -228,6 +248,9 @@ func (f *File) fill(first, need, to, size int64) error {
 		return errClosed
 	}
 	var toRead, zeroed []*page
+	if f.invSeq.Load() != seq {
+		size = MaxFileSize // size may predate the invalidation: read everything
+	}
 	size = max(size, f.wend)
 	for _, idx := range missing {
 		if f.pages[idx] != nil {
@@ -264,10 +287,10 @@ func (f *File) fill(first, need, to, size int64) error {
 	f.mu.Lock()
 	f.c.mu.Lock()
 	for i, pg := range toRead {
-		if failed[i] {
+		if failed[i] || pg.flags&pgStale != 0 {
 			delete(f.pages, pg.idx)
 			f.c.releaseLocked(pg)
-			if rerr == nil && pg.idx < need {
+			if failed[i] && pg.flags&pgStale == 0 && rerr == nil && pg.idx < need {
 				rerr = errf("read", pg.idx<<pageShift, readErr)
 			}
 			continue

@@ -62,6 +62,7 @@ func (f *File) writeChunk(src []byte, off, first, last int64) (used int64, err e
 		return off <= ps && end >= ps+PageSize
 	}
 	for {
+		seq := f.invSeq.Load() // before the size: see File.invSeq
 		size := f.b.Size()
 		f.mu.Lock()
 		if f.closed {
@@ -71,6 +72,9 @@ func (f *File) writeChunk(src []byte, off, first, last int64) (used int64, err e
 		if f.waitBusyLocked(first, last) {
 			f.mu.Unlock()
 			continue
+		}
+		if f.invSeq.Load() != seq {
+			size = MaxFileSize // may predate the invalidation: read partial pages
 		}
 		size = max(size, f.wend)
 		var rmw [2]int64
@@ -226,7 +230,8 @@ func (f *File) forRangeLocked(first, last int64, fn func(*page)) {
 
 // readInLocked inserts busy pages for idxs (sorted, absent), reads them with
 // f.mu released, and returns with f.mu held and the pages uptodate (or
-// removed on error). It consumes buffers from the end of bufs.
+// removed on error, or when an Invalidate marked them stale meanwhile: the
+// caller's loop reads them again). It consumes buffers from the end of bufs.
 func (f *File) readInLocked(idxs []int64, bufs [][]byte) ([][]byte, error) {
 	pgs := make([]*page, len(idxs))
 	for i, idx := range idxs {
@@ -240,7 +245,7 @@ func (f *File) readInLocked(idxs []int64, bufs [][]byte) ([][]byte, error) {
 	f.mu.Lock()
 	f.c.mu.Lock()
 	for i, pg := range pgs {
-		if failed[i] {
+		if failed[i] || pg.flags&pgStale != 0 {
 			delete(f.pages, pg.idx)
 			f.c.releaseLocked(pg)
 			continue
@@ -409,9 +414,12 @@ func (f *File) Punch(off, n int64) error {
 	return nil
 }
 
-// Invalidate drops the clean cached pages overlapping [off, off+n). Pages
-// that are dirty, under writeback or busy are kept and make it fail with
-// EBUSY (call WriteAndWait first).
+// Invalidate drops the clean cached pages overlapping [off, off+n). It never
+// waits. Pages being filled (busy) are marked stale: their fill discards them
+// instead of publishing bytes that may predate the change being announced,
+// and the reader fills them again; they do not make Invalidate fail. Pages
+// that are dirty or under writeback are kept and make it fail with EBUSY
+// (call WriteAndWait first).
 func (f *File) Invalidate(off, n int64) error {
 	if err := checkRange("invalidate", off, n); err != nil {
 		return err
@@ -424,12 +432,19 @@ func (f *File) Invalidate(off, n int64) error {
 	if n == 0 {
 		return nil
 	}
+	// Fills that sampled the size before this point must not zero-fill
+	// pages past it without I/O (see File.invSeq).
+	f.invSeq.Add(1)
 	busy := false
 	c := f.c
 	c.mu.Lock()
 	f.forRangeLocked(off>>pageShift, (off+n-1)>>pageShift, func(pg *page) {
-		if pg.flags&(pgBusy|pgDirty|pgWriteback) != 0 {
+		if pg.flags&(pgDirty|pgWriteback) != 0 {
 			busy = true
+			return
+		}
+		if pg.flags&pgBusy != 0 {
+			pg.flags |= pgStale
 			return
 		}
 		delete(f.pages, pg.idx)
@@ -437,9 +452,25 @@ func (f *File) Invalidate(off, n int64) error {
 	})
 	c.mu.Unlock()
 	if busy {
-		return errf("invalidate", off, fmt.Errorf("page dirty, under writeback or busy: %w", syscall.EBUSY))
+		return errf("invalidate", off, fmt.Errorf("page dirty or under writeback: %w", syscall.EBUSY))
 	}
 	return nil
+}
+
+// NeedsWriteback reports whether a page overlapping [off, off+n) is dirty or
+// under writeback, i.e. whether a direct I/O of the range would have to
+// write back or wait (Linux's filemap_range_needs_writeback). It never waits
+// for I/O. Bad ranges and a closed File report false.
+func (f *File) NeedsWriteback(off, n int64) bool {
+	if n <= 0 || checkRange("needs writeback", off, n) != nil {
+		return false
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed || len(f.dirty) == 0 && f.wbCount == 0 {
+		return false
+	}
+	return f.anyLocked(off>>pageShift, (off+n-1)>>pageShift, pgDirty|pgWriteback)
 }
 
 // WriteAndWait writes back the dirty pages overlapping [off, off+n) and
