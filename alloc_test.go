@@ -94,3 +94,53 @@ func BenchmarkRingDirect4K(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBufferedReadAt4KParallel measures cached 4 KiB random reads
+// through File.ReadAt (issue 4 target: >= 1M ops/s with 2 goroutines).
+func BenchmarkBufferedReadAt4KParallel(b *testing.B) {
+	v := newMemVolume(b, 256<<20, Options{CacheBytes: 128 << 20})
+	f := mustOpen(b, v.Volume, "f", os.O_RDWR|os.O_CREATE)
+	defer f.Close()
+	const size = 32 << 20
+	mustWrite(b, f, make([]byte, size), 0)
+	buf := make([]byte, size)
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(4096)
+	b.SetParallelism(1)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		p := make([]byte, 4096)
+		x := uint64(12345)
+		for pb.Next() {
+			x = x*6364136223846793005 + 1442695040888963407
+			off := int64(x>>20) % (size / 4096) * 4096
+			if _, err := f.ReadAt(p, off); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkBufferedReadAt128KSeq measures cached 128 KiB sequential reads
+// (issue 4 target: >= 2 GiB/s from one goroutine).
+func BenchmarkBufferedReadAt128KSeq(b *testing.B) {
+	v := newMemVolume(b, 256<<20, Options{CacheBytes: 128 << 20})
+	f := mustOpen(b, v.Volume, "f", os.O_RDWR|os.O_CREATE)
+	defer f.Close()
+	const size = 32 << 20
+	mustWrite(b, f, make([]byte, size), 0)
+	p := make([]byte, 128<<10)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(p)))
+	b.ResetTimer()
+	var off int64
+	for range b.N {
+		if _, err := f.ReadAt(p, off); err != nil {
+			b.Fatal(err)
+		}
+		off = (off + int64(len(p))) % size
+	}
+}
