@@ -17,17 +17,17 @@ func (t *VolumeTarget) NewAsync(entries int) (Async, error) {
 	return &ringAsync{r: r}, nil
 }
 
-// ringAsync adapts an aiodio.Ring to Async. Used by one goroutine at a time.
+// ringAsync adapts an aiodio.Ring to Async. Like the Ring it is safe for
+// concurrent use: it keeps no scratch state (each call converts into its own
+// slices).
 type ringAsync struct {
-	r     *aiodio.Ring
-	ops   []aiodio.Op
-	comps []aiodio.Completion
+	r *aiodio.Ring
 }
 
 var opCodes = [...]aiodio.OpCode{OpRead: aiodio.OpRead, OpWrite: aiodio.OpWrite, OpFsync: aiodio.OpFsync}
 
 func (a *ringAsync) Submit(ops ...Op) (int, error) {
-	a.ops = a.ops[:0]
+	conv := make([]aiodio.Op, 0, len(ops))
 	for i, op := range ops {
 		f, ok := op.File.(*aiodio.File)
 		if !ok || op.Code < OpRead || op.Code > OpFsync {
@@ -36,16 +36,13 @@ func (a *ringAsync) Submit(ops ...Op) (int, error) {
 			}
 			break
 		}
-		a.ops = append(a.ops, aiodio.Op{Code: opCodes[op.Code], File: f, Buf: op.Buf, Off: op.Off, UserData: op.UserData})
+		conv = append(conv, aiodio.Op{Code: opCodes[op.Code], File: f, Buf: op.Buf, Off: op.Off, UserData: op.UserData})
 	}
-	return a.r.Submit(a.ops...)
+	return a.r.Submit(conv...)
 }
 
 func (a *ringAsync) Wait(ctx context.Context, min int, out []Completion) (int, error) {
-	if cap(a.comps) < len(out) {
-		a.comps = make([]aiodio.Completion, len(out))
-	}
-	c := a.comps[:len(out)]
+	c := make([]aiodio.Completion, len(out))
 	n, err := a.r.Wait(ctx, min, c)
 	for i := 0; i < n; i++ {
 		out[i] = Completion{UserData: c[i].UserData, N: c[i].N, Err: c[i].Err}

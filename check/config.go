@@ -21,6 +21,10 @@ type Config struct {
 	Workers int
 	// QueueDepth is the async ops each worker keeps in flight (default 8).
 	QueueDepth int
+	// SharedQueue makes all workers submit to and reap from one async
+	// queue (of depth Workers*QueueDepth) concurrently, instead of one
+	// queue each.
+	SharedQueue bool
 	// RoundOps is the number of ops between two quiescent points
 	// (default 48): within a round everything runs concurrently.
 	RoundOps int

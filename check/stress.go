@@ -175,20 +175,24 @@ func (r *runner) run(ctx context.Context) error {
 		}
 	}()
 
-	queues := make([]Async, cfg.Workers)
+	// One queue per worker, or one shared by all (SharedQueue).
+	nq := cfg.Workers
+	if cfg.SharedQueue {
+		nq = 1
+	}
+	queues := make([]*queueState, nq)
 	for i := range queues {
-		q, err := r.t.NewAsync(cfg.QueueDepth)
+		depth := cfg.QueueDepth * (cfg.Workers / nq)
+		q, err := r.t.NewAsync(depth)
 		if err != nil {
 			return fmt.Errorf("new async queue: %w", err)
 		}
-		queues[i] = q
+		queues[i] = &queueState{q: q, depth: depth, inflight: make(map[uint64]*opRec), bufm: make(map[uint64][]byte)}
 	}
 	closeQueues := func() error {
 		var errs []error
 		for _, q := range queues {
-			if q != nil {
-				errs = append(errs, q.Close())
-			}
+			errs = append(errs, q.q.Close())
 		}
 		queues = nil
 		return errors.Join(errs...)
@@ -320,7 +324,7 @@ func (r *runner) run(ctx context.Context) error {
 }
 
 // runRound runs ops concurrently on the workers and waits for all of them.
-func (r *runner) runRound(ctx context.Context, ops []*opRec, queues []Async) error {
+func (r *runner) runRound(ctx context.Context, ops []*opRec, queues []*queueState) error {
 	ri := &roundInfo{mods: make([][]*opRec, len(r.files)), hasTrunc: make([]bool, len(r.files)), hi: make([]int64, len(r.files))}
 	for i, fs := range r.files {
 		ri.hi[i] = fs.size
@@ -340,10 +344,10 @@ func (r *runner) runRound(ctx context.Context, ops []*opRec, queues []Async) err
 	r.rinfo = ri
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	errc := make(chan error, len(queues))
-	for _, q := range queues {
+	errc := make(chan error, r.cfg.Workers)
+	for i := 0; i < r.cfg.Workers; i++ {
 		wg.Add(1)
-		w := &worker{r: r, q: q, inflight: make(map[uint64]*opRec), comps: make([]Completion, r.cfg.QueueDepth)}
+		w := &worker{r: r, qs: queues[i%len(queues)], comps: make([]Completion, r.cfg.QueueDepth)}
 		go func() {
 			defer wg.Done()
 			if err := w.run(ctx, ops, &next); err != nil {
@@ -378,14 +382,30 @@ func (r *runner) runRound(ctx context.Context, ops []*opRec, queues []Async) err
 	return nil
 }
 
+// queueState is one async queue and the ops in flight on it; workers
+// share it when Config.SharedQueue is set.
+type queueState struct {
+	q     Async
+	depth int
+
+	// mu protects inflight and bufm.
+	mu       sync.Mutex
+	inflight map[uint64]*opRec // by user data; registered before Submit
+	bufm     map[uint64][]byte // their buffers
+}
+
+func (qs *queueState) count() int {
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	return len(qs.inflight)
+}
+
 // worker issues ops of a round: sync ones inline, async ones through its
-// own queue, keeping up to QueueDepth in flight.
+// queue, keeping up to the queue's depth in flight.
 type worker struct {
-	r        *runner
-	q        Async
-	inflight map[uint64]*opRec
-	bufm     map[int][]byte // buffers of the ops in flight, by op index
-	comps    []Completion
+	r     *runner
+	qs    *queueState
+	comps []Completion
 }
 
 func (w *worker) run(ctx context.Context, ops []*opRec, next *atomic.Int64) error {
@@ -402,16 +422,17 @@ func (w *worker) run(ctx context.Context, ops []*opRec, next *atomic.Int64) erro
 		} else {
 			w.r.execSync(o)
 		}
-		if len(w.inflight) > 0 {
+		if w.qs.count() > 0 {
 			if err := w.reap(ctx, 0); err != nil {
 				return err
 			}
 		}
 	}
-	for len(w.inflight) > 0 {
+	for w.qs.count() > 0 {
 		if err := w.reap(ctx, 1); err != nil {
 			return err
 		}
+		runtime.Gosched() // another worker may hold the last ones, about to submit them
 	}
 	return nil
 }
@@ -433,23 +454,39 @@ func (w *worker) submit(ctx context.Context, o *opRec) error {
 	if o.kind == kAsyncBufWrite || o.kind == kAsyncBufRead {
 		op.File = fs.buffered
 	}
+	qs := w.qs
 	for {
-		for len(w.inflight) >= r.cfg.QueueDepth {
+		for qs.count() >= qs.depth {
 			if err := w.reap(ctx, 1); err != nil {
 				return err
 			}
 		}
+		// Registered before Submit: with a shared queue another worker
+		// may reap the completion before Submit returns.
+		qs.mu.Lock()
+		qs.inflight[op.UserData] = o
+		qs.bufm[op.UserData] = op.Buf
+		qs.mu.Unlock()
 		o.start = r.clock.Add(1)
-		n, err := w.q.Submit(op)
+		n, err := qs.q.Submit(op)
 		if n == 1 {
-			w.inflight[op.UserData] = o
-			w.bufs(o, op.Buf)
 			return nil
 		}
-		if errors.Is(err, syscall.EAGAIN) && len(w.inflight) > 0 {
+		qs.mu.Lock()
+		_, still := qs.inflight[op.UserData]
+		delete(qs.inflight, op.UserData)
+		delete(qs.bufm, op.UserData)
+		qs.mu.Unlock()
+		if !still {
+			r.completions.Add(1)
+			r.fail(o.slot, o.id, -1, "%v: rejected by Submit (%v) but completed (I2)", o, err)
+			return nil
+		}
+		if errors.Is(err, syscall.EAGAIN) {
 			if err := w.reap(ctx, 1); err != nil {
 				return err
 			}
+			runtime.Gosched()
 			continue
 		}
 		o.err = err
@@ -459,30 +496,24 @@ func (w *worker) submit(ctx context.Context, o *opRec) error {
 	}
 }
 
-// bufs remembers the buffer of an in-flight async op (keyed by op index).
-func (w *worker) bufs(o *opRec, b []byte) {
-	if w.bufm == nil {
-		w.bufm = make(map[int][]byte)
-	}
-	w.bufm[o.idx] = b
-}
-
 func (w *worker) reap(ctx context.Context, min int) error {
-	n, err := w.q.Wait(ctx, min, w.comps)
+	n, err := w.qs.q.Wait(ctx, min, w.comps)
 	for _, c := range w.comps[:n] {
-		o, ok := w.inflight[c.UserData]
+		w.qs.mu.Lock()
+		o, ok := w.qs.inflight[c.UserData]
+		buf := w.qs.bufm[c.UserData]
+		delete(w.qs.inflight, c.UserData)
+		delete(w.qs.bufm, c.UserData)
+		w.qs.mu.Unlock()
 		if !ok {
 			w.r.completions.Add(1)
-			w.r.fail(-1, 0, -1, "completion for an op not in flight (duplicate or unknown): user data %d, n %d, err %v", c.UserData, c.N, c.Err)
+			w.r.fail(-1, 0, -1, "completion for an op not in flight (duplicate or unknown, I2): user data %d, n %d, err %v", c.UserData, c.N, c.Err)
 			continue
 		}
-		delete(w.inflight, c.UserData)
-		buf := w.bufm[o.idx]
-		delete(w.bufm, o.idx)
 		w.r.complete(o, buf, c.N, c.Err)
 	}
 	if err != nil {
-		return fmt.Errorf("async wait (%d in flight): %w", len(w.inflight), err)
+		return fmt.Errorf("async wait (%d in flight): %w", w.qs.count(), err)
 	}
 	return nil
 }

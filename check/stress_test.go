@@ -11,10 +11,12 @@ import (
 )
 
 var (
-	seedFlag  = flag.Int64("seed", 0, "replay the op sequence of this seed (also AIODIO_SEED)")
-	opsFlag   = flag.Int("check.ops", 0, "ops per stress run (0: the test's default)")
-	wFlag     = flag.String("check.weights", "", "op kind weights, e.g. buf-write=0,truncate=100")
-	fixedFlag = flag.Bool("check.fixedsize", false, "presized files, no truncates (EOF never moves)")
+	seedFlag   = flag.Int64("seed", 0, "replay the op sequence of this seed (also AIODIO_SEED)")
+	opsFlag    = flag.Int("check.ops", 0, "ops per stress run (0: the test's default)")
+	wFlag      = flag.String("check.weights", "", "op kind weights, e.g. buf-write=0,truncate=100")
+	fixedFlag  = flag.Bool("check.fixedsize", false, "presized files, no truncates (EOF never moves)")
+	sharedFlag = flag.Bool("check.shared", false, "all workers share one async queue")
+	rtFlag     = flag.Duration("check.roundtimeout", 0, "report a round as hung after this long (0: default)")
 )
 
 // parseWeights parses -check.weights.
@@ -58,6 +60,12 @@ func runStress(t *testing.T, tg Target, cfg Config) Report {
 	if *opsFlag > 0 {
 		cfg.Ops = *opsFlag
 	}
+	if *rtFlag > 0 {
+		cfg.RoundTimeout = *rtFlag
+	}
+	if *sharedFlag {
+		cfg.SharedQueue = true
+	}
 	if *fixedFlag {
 		cfg.FixedSize = true
 	}
@@ -93,5 +101,5 @@ func TestStressKernelDir(t *testing.T) {
 	t.Logf("%s: direct I/O alignment: memory %d, offset %d", dir, mem, off)
 	f.Close()
 	tg.Remove("probe")
-	runStress(t, tg, Config{Ops: 3000})
+	runStress(t, tg, Config{Ops: 3000, SharedQueue: true})
 }

@@ -107,20 +107,29 @@ type Async interface {
 
 // goAsync runs each op on its own goroutine with the File's synchronous
 // calls: the async interface of kernel directories (pread/pwrite on O_DIRECT
-// descriptors), and of any File without a native ring.
+// descriptors), and of any File without a native ring. Like aiodio.Ring it
+// is safe for concurrent use, and Wait returns fewer than min when no
+// accepted op is left in flight.
 type goAsync struct {
 	entries int
-	done    chan Completion
 
-	// mu protects inflight and closed.
-	mu       sync.Mutex
-	inflight int
-	closed   bool
-	wg       sync.WaitGroup
+	// mu protects everything below.
+	mu      sync.Mutex
+	ready   []Completion  // completed, not yet reaped
+	pending int           // accepted, not yet completed
+	notify  chan struct{} // closed (and replaced) when ready or pending change
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 func newGoAsync(entries int) *goAsync {
-	return &goAsync{entries: entries, done: make(chan Completion, entries)}
+	return &goAsync{entries: entries, notify: make(chan struct{})}
+}
+
+// changedLocked wakes the waiters. Preconditions: a.mu is held.
+func (a *goAsync) changedLocked() {
+	close(a.notify)
+	a.notify = make(chan struct{})
 }
 
 func (a *goAsync) Submit(ops ...Op) (int, error) {
@@ -130,7 +139,7 @@ func (a *goAsync) Submit(ops ...Op) (int, error) {
 			a.mu.Unlock()
 			return i, fmt.Errorf("submit: %w", syscall.EBADF)
 		}
-		if a.inflight >= a.entries {
+		if a.pending+len(a.ready) >= a.entries {
 			a.mu.Unlock()
 			return i, fmt.Errorf("submit: queue full: %w", syscall.EAGAIN)
 		}
@@ -138,7 +147,7 @@ func (a *goAsync) Submit(ops ...Op) (int, error) {
 			a.mu.Unlock()
 			return i, fmt.Errorf("submit: bad op: %w", syscall.EINVAL)
 		}
-		a.inflight++
+		a.pending++
 		a.wg.Add(1)
 		a.mu.Unlock()
 		go func(op Op) {
@@ -152,7 +161,11 @@ func (a *goAsync) Submit(ops ...Op) (int, error) {
 			case OpFsync:
 				c.Err = op.File.Sync()
 			}
-			a.done <- c // capacity entries: never blocks
+			a.mu.Lock()
+			a.pending--
+			a.ready = append(a.ready, c)
+			a.changedLocked()
+			a.mu.Unlock()
 		}(op)
 	}
 	return len(ops), nil
@@ -160,34 +173,23 @@ func (a *goAsync) Submit(ops ...Op) (int, error) {
 
 func (a *goAsync) Wait(ctx context.Context, min int, out []Completion) (int, error) {
 	n := 0
-	for n < len(out) {
-		if n >= min {
-			select {
-			case c := <-a.done:
-				out[n] = c
-				n++
-				a.dec()
-				continue
-			default:
-				return n, nil
-			}
+	for {
+		a.mu.Lock()
+		k := copy(out[n:], a.ready)
+		a.ready = a.ready[:copy(a.ready, a.ready[k:])]
+		n += k
+		if n >= min || n == len(out) || a.pending == 0 {
+			a.mu.Unlock()
+			return n, nil
 		}
+		ch := a.notify
+		a.mu.Unlock()
 		select {
-		case c := <-a.done:
-			out[n] = c
-			n++
-			a.dec()
+		case <-ch:
 		case <-ctx.Done():
 			return n, ctx.Err()
 		}
 	}
-	return n, nil
-}
-
-func (a *goAsync) dec() {
-	a.mu.Lock()
-	a.inflight--
-	a.mu.Unlock()
 }
 
 func (a *goAsync) Close() error {

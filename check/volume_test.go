@@ -99,8 +99,12 @@ func TestStressPoisonLoop4K(t *testing.T) {
 				// (cleanups run last-in first-out).
 				var out []byte
 				var err error
+				bound := func() bool { // still attached to our image?
+					b, err := os.ReadFile("/sys/block/" + filepath.Base(loop) + "/loop/backing_file")
+					return err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), img)
+				}
 				for i := 0; i < 50; i++ {
-					if out, err = exec.Command(losetup, "-d", loop).CombinedOutput(); err == nil {
+					if out, err = exec.Command(losetup, "-d", loop).CombinedOutput(); err == nil || !bound() {
 						return
 					}
 					time.Sleep(100 * time.Millisecond) // EBUSY while the kernel drops its last reference
@@ -137,7 +141,8 @@ func TestStressPoisonSim(t *testing.T) {
 					tg.Close()
 				}
 			})
-			runStress(t, tg, Config{Seed: seed, Ops: 2500})
+			// One ring shared by all workers: concurrent Submit and Wait (I2).
+			runStress(t, tg, Config{Seed: seed, Ops: 2500, SharedQueue: true})
 			closed = true
 			if err := tg.Close(); err != nil {
 				t.Fatalf("close: %v", err)
