@@ -1,6 +1,7 @@
 package aiodio
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/aiodio/aiodio/device"
+	"github.com/aiodio/aiodio/internal/testenv"
 )
 
 // TestNamespace checks POSIX namespace semantics through the public API:
@@ -233,5 +235,64 @@ func TestBadOptions(t *testing.T) {
 	}
 	if err := Mkfs(tempImage(t), MkfsOptions{Size: -1}); !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("negative size: %v", err)
+	}
+}
+
+// TestEngines runs a short direct, buffered and ring workload on an image
+// file through each device engine, then remounts and checks the data.
+func TestEngines(t *testing.T) {
+	for _, engine := range []string{"auto", "threads", "uring"} {
+		t.Run(engine, func(t *testing.T) {
+			img := tempImage(t)
+			if err := Mkfs(img, MkfsOptions{Size: 32 << 20}); err != nil {
+				t.Fatal(err)
+			}
+			fsckImage(t, img)
+			v, err := Open(img, Options{Engine: engine})
+			if err != nil {
+				if engine == "uring" {
+					testenv.Need(t, "uring", false, err.Error())
+				}
+				t.Fatal(err)
+			}
+			d := mustOpen(t, v, "d", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT)
+			b := mustOpen(t, v, "b", os.O_RDWR|os.O_CREATE)
+			w := AlignedBuffer(64 << 10)
+			for i := range w {
+				w[i] = byte(i * 7)
+			}
+			mustWrite(t, d, w, 4096)
+			mustWrite(t, b, w[:10000], 123)
+			r, err := v.NewRing(4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rb := AlignedBuffer(64 << 10)
+			r.Submit(Op{Code: OpRead, File: d, Buf: rb, Off: 4096, UserData: 1})
+			if c := reap(t, r, 1)[0]; c.Err != nil || c.N != len(rb) || !bytes.Equal(rb, w) {
+				t.Fatalf("ring read: %+v", c)
+			}
+			r.Close()
+			d.Close()
+			b.Close()
+			if err := v.Close(); err != nil {
+				t.Fatal(err)
+			}
+			v, err = Open(img, Options{Engine: engine})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			d = mustOpen(t, v, "d", os.O_RDONLY)
+			if got := readAll(t, d); !bytes.Equal(got[4096:], w) || !bytes.Equal(got[:4096], make([]byte, 4096)) {
+				t.Fatal("direct data lost across remount")
+			}
+			d.Close()
+			b = mustOpen(t, v, "b", os.O_RDONLY)
+			if got := readAll(t, b); !bytes.Equal(got[123:], w[:10000]) {
+				t.Fatal("buffered data lost across remount")
+			}
+			b.Close()
+		})
 	}
 }
