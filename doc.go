@@ -119,14 +119,42 @@ These are the promises aiodio makes (DESIGN §3); each has a named test.
     ops ignore it.
   - There is one user: permission bits are recorded, not enforced.
 
+# Internals
+
+The root package is the glue between the layers (DESIGN §1) and owns:
+
+  - the open-inode table (inode.go): one entry per open regular file, shared
+    by every File open on it, holding its pagecache.File, its dio.Inode
+    (inode lock, dio drain, range locks, trusted size) and its writeback
+    bound; created by the first open, written back and dropped by the last
+    close;
+  - the pagecache.Backing adapter (backing.go): delayed allocation at
+    writeback (allocate unwritten → write → convert to written, then the
+    durable size), zero-fill of holes, unwritten blocks and everything past
+    end of file (I1, I11);
+  - Volume and File (volume.go, file.go): namespace calls, validation (I12),
+    Sync as "write back, then commit" (O2, I10), the gates that let Close
+    drain every call in progress (I9);
+  - Ring (ring.go): io_submit-style validation, exactly one completion per
+    accepted op (I2), pooled per-op state so the direct path allocates
+    nothing in the steady state.
+
+What the root enforces itself: sizes move behind the data (I8: a buffered
+extending write raises the size after its copy into the cache; meta's size
+only at writeback); the end-of-file block's tail is zeroed through the
+cache before the size moves over it (I1); buffered writes take the inode
+lock exclusive and drain direct I/O first, and a page fill that overlaps a
+direct write's invalidation re-reads (I5, seed 004); removing an open file
+drains and empties it before its blocks are freed (I7).
+
 # Lock order
 
 Outer to inner (DESIGN §5): Volume.nsMu (namespace changes and opens) →
-inode lock (dio.Inode.Lock, shared for reads and overwrites, exclusive for
-buffered writes, truncate, fallocate, remove) → dio drain → block range
-locks → page locks (internal/pagecache) → metadata locks (internal/meta).
-Volume.tabMu (the open-inode table) and the Ring and gate locks are leaves:
-nothing is taken while they are held, except pagecache's Open when an inode
-is created.
+inode lock (dio.Inode.Lock: shared for buffered and direct reads and direct
+overwrites; exclusive, with the dio drain waited for, for buffered writes,
+truncate, fallocate and remove) → dio drain → block range locks → page
+locks (internal/pagecache) → metadata locks (internal/meta). Volume.tabMu
+(the open-inode table) and the Ring and gate locks are leaves: nothing is
+taken while they are held, except pagecache's Open when an inode is created.
 */
 package aiodio
