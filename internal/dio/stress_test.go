@@ -115,12 +115,30 @@ func TestConcurrentWritersNoLossNoStale(t *testing.T) {
 				if id%4 == 0 {
 					flags = NoWait
 				}
-				k, err := e.WriteAt(in, buf, x.off, flags)
-				if flags != 0 && errors.Is(err, syscall.EAGAIN) && k == 0 {
+				// Async, through an Op whose completions are counted
+				// (exactly once, I2), and never completed when refused.
+				var calls atomic.Int32
+				done := make(chan struct{}, 2)
+				op := &Op{Inode: in, Buf: buf, Off: x.off, Flags: flags, Done: func(*Op) {
+					calls.Add(1)
+					done <- struct{}{}
+				}}
+				err := e.Write(op)
+				if flags != 0 && errors.Is(err, syscall.EAGAIN) {
 					// Refused without side effects; retry blocking
 					// (what io_uring does with a NOWAIT EAGAIN).
 					nrefused.Add(1)
-					k, err = e.WriteAt(in, buf, x.off, 0)
+					op.Flags = 0
+					err = e.Write(op)
+				}
+				k := 0
+				if err == nil {
+					<-done
+					k, err = op.N, op.Err
+				}
+				yield()
+				if c := calls.Load(); err == nil && c != 1 || err != nil && c != 0 {
+					t.Errorf("write %d: Done called %d times (Write returned %v)", id, c, err)
 				}
 				if k != x.n || err != nil {
 					t.Errorf("write %d: %d, %v", id, k, err)
