@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -11,6 +12,7 @@ import (
 	"github.com/aiodio/aiodio"
 	"github.com/aiodio/aiodio/internal/format"
 	"github.com/aiodio/aiodio/internal/meta"
+	"github.com/aiodio/aiodio/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -276,5 +278,52 @@ func TestFsckFindings(t *testing.T) {
 	if code != exitFailure || !strings.Contains(stdout, "block 77 owned twice") || !strings.Contains(stdout, "link count 7") ||
 		!strings.Contains(stderr, "2 finding(s)") {
 		t.Errorf("fsck with findings: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
+
+// TestMkfsBlockDevice runs mkfs, stat, fsck and a short demo-like write on
+// a loop device with 4096-byte sectors.
+func TestMkfsBlockDevice(t *testing.T) {
+	testenv.NeedRoot(t)
+	losetup := testenv.NeedCommand(t, "losetup")
+	img := filepath.Join(t.TempDir(), "loop.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(losetup, "--find", "--show", "--sector-size", "4096", "--direct-io=on", img).CombinedOutput()
+	testenv.Need(t, "loop", err == nil, "losetup: "+strings.TrimSpace(string(out)))
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		if out, err := exec.Command(losetup, "--detach", dev).CombinedOutput(); err != nil {
+			t.Errorf("losetup --detach %s: %v: %s", dev, err, out)
+		}
+	})
+	code, stdout, _ := cli(t, "mkfs", dev)
+	if code != exitOK || !strings.Contains(stdout, "device") {
+		t.Fatalf("mkfs %s: exit %d %q", dev, code, stdout)
+	}
+	v, err := aiodio.Open(dev, aiodio.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := v.OpenFile("a", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(aiodio.AlignedBuffer(8192), 4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(f.Close(), v.Close()); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ = cli(t, "stat", dev, "a")
+	if code != exitOK || !strings.Contains(stdout, "0..0") || !strings.Contains(stdout, "1..2") {
+		t.Errorf("stat %s a: exit %d %q", dev, code, stdout)
+	}
+	if code, _, _ := cli(t, "fsck", dev); code != exitOK {
+		t.Errorf("fsck %s: exit %d", dev, code)
 	}
 }
