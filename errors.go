@@ -55,6 +55,18 @@ var (
 	ErrRingFull = fmt.Errorf("ring full: %w", syscall.EAGAIN)
 )
 
+// inUseError is Open's error for a locked volume: it matches ErrInUse,
+// EBUSY and the device layer's error.
+type inUseError struct {
+	path string
+	err  error
+}
+
+func (e *inUseError) Error() string {
+	return "aiodio: open " + e.path + ": volume already open (it is locked by another Open in this or another process): " + e.err.Error()
+}
+func (e *inUseError) Unwrap() []error { return []error{ErrInUse, e.err} }
+
 // closedError matches both syscall.EBADF and fs.ErrClosed.
 type closedError struct{ what string }
 

@@ -139,7 +139,7 @@ func Open(path string, o Options) (*Volume, error) {
 	dev, err := device.Open(path, device.OpenOptions{Engine: o.Engine, Exclusive: true, Logger: o.Logger})
 	if err != nil {
 		if errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("aiodio: open %s: volume already open (it is locked by another Open in this or another process): %w", path, err)
+			return nil, &inUseError{path: path, err: err}
 		}
 		return nil, fmt.Errorf("aiodio: open %s: %w", path, err)
 	}

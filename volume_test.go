@@ -143,7 +143,7 @@ func TestOpenTwiceAndForeign(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Open(img, Options{Engine: "threads"})
-	if err == nil || !errors.Is(err, syscall.EBUSY) || !strings.Contains(err.Error(), "already open") {
+	if err == nil || !errors.Is(err, syscall.EBUSY) || !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "already open") {
 		t.Fatalf("second open: want a clear EBUSY error, got %v", err)
 	}
 	if err := Mkfs(img, MkfsOptions{}); !errors.Is(err, syscall.EBUSY) {
