@@ -80,7 +80,20 @@ type inode struct {
 // fallback's writes raise wsize first, like every cached write.
 type dioCache struct{ in *inode }
 
-func (c dioCache) WriteAndWait(off, n int64) error { return c.in.cache.WriteAndWait(off, n) }
+// WriteAndWait writes back the dirty pages of the range — of the whole
+// blocks it touches, when blocks are larger than pages: writeback pads a
+// partially dirty new block with zeros (WritePages), which must not run
+// while a direct write fills another part of that block, so the engine's
+// step-3 writeback leaves no dirty page in any block it then writes (and
+// buffered writes drain direct I/O, so none appears while it is in flight).
+func (c dioCache) WriteAndWait(off, n int64) error {
+	if bs := c.in.v.bs; bs > pagecache.PageSize {
+		end := (off + n + bs - 1) / bs * bs
+		off = off / bs * bs
+		n = end - off
+	}
+	return c.in.cache.WriteAndWait(off, n)
+}
 func (c dioCache) Invalidate(off, n int64) error {
 	// Tell ReadPages calls in flight that data under them may have changed
 	// (seed 004): a fill that started before a direct write's data landed
