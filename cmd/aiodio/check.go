@@ -70,14 +70,11 @@ func runCheck(ctx context.Context, a *app, path string, o checkOptions) error {
 		return err
 	}
 	vo := aiodio.Options{Engine: o.engine, StrictAlignment: o.strict, Logger: a.log}
-	switch o.policy {
-	case "unwritten":
-		vo.HolePolicy = aiodio.Unwritten
-	case "fallback", "buffered-fallback":
-		vo.HolePolicy = aiodio.BufferedFallback
-	default:
-		return usagef("unknown --hole-policy %q (want unwritten or fallback)", o.policy)
+	policy, err := parsePolicy(o.policy)
+	if err != nil {
+		return err
 	}
+	vo.HolePolicy = policy
 	switch {
 	case o.cfg.Ops < 1 || o.cfg.Ops > 100_000_000:
 		return usagef("--ops %d out of range", o.cfg.Ops)

@@ -33,6 +33,7 @@ type demoOptions struct {
 	qd      int
 	files   int
 	seed    uint64
+	policy  string
 }
 
 func newDemoCmd(a *app) *cobra.Command {
@@ -60,6 +61,7 @@ func newDemoCmd(a *app) *cobra.Command {
 	f.IntVar(&o.qd, "qd", o.qd, "queue depth (ring ops in flight)")
 	f.IntVar(&o.files, "files", o.files, "number of files worked on")
 	f.Uint64Var(&o.seed, "seed", o.seed, "seed of the op choice and the data")
+	f.StringVar(&o.policy, "hole-policy", "unwritten", "how direct writes fill holes: unwritten or fallback")
 	return cmd
 }
 
@@ -96,6 +98,9 @@ func runDemo(ctx context.Context, a *app, o demoOptions) error {
 	}
 	if o.qd < 1 || o.qd > 1024 {
 		return usagef("--qd %d out of range [1, 1024]", o.qd)
+	}
+	if _, err := parsePolicy(o.policy); err != nil {
+		return err
 	}
 	if o.files < 1 || o.files > 64 {
 		return usagef("--files %d out of range [1, 64]", o.files)
@@ -261,7 +266,8 @@ type demoSlot struct {
 	file  *demoFile
 	off   int64
 	n     int
-	buf   []byte
+	k     int    // the op's data is buf[k:k+n] (k > 0: misaligned memory)
+	buf   []byte // demoMaxIO+512 bytes, page-aligned
 	start time.Time
 	busy  bool
 }
@@ -294,7 +300,8 @@ func (d *demo) open() error {
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", d.path, err)
 	}
-	v, err := aiodio.OpenDevice(dev, aiodio.Options{Logger: d.a.log})
+	policy, _ := parsePolicy(d.o.policy)
+	v, err := aiodio.OpenDevice(dev, aiodio.Options{Logger: d.a.log, HolePolicy: policy})
 	if err != nil {
 		dev.Close()
 		return fmt.Errorf("opening the volume: %w", err)
@@ -328,8 +335,8 @@ func (d *demo) run(ctx context.Context) (err error) {
 	if info.Cached {
 		mode = "cached: the filesystem refused O_DIRECT"
 	}
-	fmt.Fprintf(d.a.stdout, "aiodio demo: volume on %s (%s, poisoned before mkfs), engine %s (%s), sector %d B, %d files, queue depth %d, seed %d\n",
-		d.path, formatSize(int64(d.o.size)), info.Engine, mode, info.LogicalBlockSize, d.o.files, d.o.qd, d.o.seed)
+	fmt.Fprintf(d.a.stdout, "aiodio demo: volume on %s (%s, poisoned before mkfs), engine %s (%s), sector %d B, hole policy %s, %d files, queue depth %d, seed %d\n",
+		d.path, formatSize(int64(d.o.size)), info.Engine, mode, info.LogicalBlockSize, d.o.policy, d.o.files, d.o.qd, d.o.seed)
 	for i := range d.o.files {
 		f := &demoFile{name: fmt.Sprintf("demo/f%d", i), data: make([]byte, d.maxFile)}
 		if i == 0 {
@@ -350,7 +357,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		d.pool[i] = byte(d.rng.Uint32())
 	}
 	for range d.o.qd {
-		d.slots = append(d.slots, &demoSlot{buf: aiodio.AlignedBuffer(demoMaxIO)})
+		d.slots = append(d.slots, &demoSlot{buf: aiodio.AlignedBuffer(demoMaxIO + 512)})
 	}
 	demoArmed()
 	if err := d.mixed(ctx); err != nil {
@@ -492,7 +499,7 @@ func (d *demo) prepare(s *demoSlot) (aiodio.Op, bool) {
 		n := d.ioLen()
 		switch kind {
 		case kFsync:
-			s.kind, s.file, s.off, s.n = kind, f, 0, 0
+			s.kind, s.file, s.off, s.n, s.k = kind, f, 0, 0, 0
 			return aiodio.Op{Code: aiodio.OpFsync, File: f.d}, true
 		case kDirectRead, kBufRead:
 			if f.size == 0 {
@@ -509,6 +516,20 @@ func (d *demo) prepare(s *demoSlot) (aiodio.Op, bool) {
 		case kAppend:
 			off = f.end
 		}
+		// Now and then a direct op misaligned in offset, length and memory
+		// (served through bounce buffers and read-modify-write).
+		k := 0
+		if (kind == kDirectRead || kind == kDirectWrite) && d.rng.IntN(8) == 0 {
+			off += d.rng.Int64N(512)
+			n = max(1, n-d.rng.IntN(512))
+			k = 1 + d.rng.IntN(511)
+			if kind == kDirectRead {
+				if off >= f.size {
+					continue
+				}
+				n = int(min(int64(n), f.size-off))
+			}
+		}
 		end := off + int64(n)
 		if end > d.maxFile {
 			continue
@@ -517,8 +538,8 @@ func (d *demo) prepare(s *demoSlot) (aiodio.Op, bool) {
 		if f.overlaps(off, end, write) {
 			continue
 		}
-		s.kind, s.file, s.off, s.n = kind, f, off, n
-		buf := s.buf[:n]
+		s.kind, s.file, s.off, s.n, s.k = kind, f, off, n, k
+		buf := s.buf[k : k+n]
 		op := aiodio.Op{Code: aiodio.OpRead, File: f.d, Buf: buf, Off: off}
 		if kind == kBufRead || kind == kBufWrite {
 			op.File = f.b
@@ -628,10 +649,10 @@ func (d *demo) mixed(ctx context.Context) error {
 			st.bytes += int64(c.N)
 			switch s.kind {
 			case kDirectWrite, kBufWrite, kAppend:
-				f.apply(s.off, s.buf[:s.n])
+				f.apply(s.off, s.buf[s.k:s.k+s.n])
 			case kDirectRead, kBufRead:
 				st.reads = true
-				d.verify(s.kind, f, s.off, s.buf[:s.n])
+				d.verify(s.kind, f, s.off, s.buf[s.k:s.k+s.n])
 			}
 		}
 		bar.update(completed)
@@ -783,4 +804,15 @@ func (d *demo) printTable() {
 	}
 	t.write(d.a.stdout)
 	fmt.Fprintf(d.a.stdout, "IOPS and MiB/s over the %.1fs mixed phase; stale = poison bytes read (must be 0)\n", secs)
+}
+
+// parsePolicy parses --hole-policy.
+func parsePolicy(s string) (aiodio.HolePolicy, error) {
+	switch s {
+	case "unwritten":
+		return aiodio.Unwritten, nil
+	case "fallback", "buffered-fallback":
+		return aiodio.BufferedFallback, nil
+	}
+	return 0, usagef("unknown --hole-policy %q (want unwritten or fallback)", s)
 }

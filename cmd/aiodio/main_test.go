@@ -39,6 +39,8 @@ func TestUsageErrors(t *testing.T) {
 		{"demo", "--size", "4096"},
 		{"demo", "--seconds", "0"},
 		{"demo", "--qd", "0"},
+		{"demo", "--files", "0"},
+		{"demo", "--hole-policy", "bogus"},
 		{"bench"},
 		{"bench", "nosuchbench"},
 		{"bench", "device", "--workload", "randread-4k-qd32,bogus", "--dir", dir},
@@ -92,6 +94,14 @@ func TestDemo(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("demo left its image behind: %v", ents)
+	}
+}
+
+func TestDemoFallbackPolicy(t *testing.T) {
+	t.Parallel()
+	code, stdout, _ := cli(t, "demo", "--seconds", "1", "--size", "16MiB", "--files", "2", "--hole-policy", "fallback", "--dir", t.TempDir())
+	if code != exitOK || !strings.Contains(stdout, "hole policy fallback") || !strings.Contains(stdout, "0 mismatches") {
+		t.Fatalf("demo --hole-policy fallback: exit %d", code)
 	}
 }
 
