@@ -28,10 +28,16 @@ type testVolume struct {
 // newSimVolume makes a volume on a poisoned sim device of size bytes.
 func newSimVolume(t testing.TB, size int64, o Options, so sim.Options) *testVolume {
 	t.Helper()
+	return newSimVolumeBS(t, size, 0, o, so)
+}
+
+// newSimVolumeBS is newSimVolume with a block size (0: default).
+func newSimVolumeBS(t testing.TB, size int64, bs int, o Options, so sim.Options) *testVolume {
+	t.Helper()
 	so.Size = size
 	d := sim.New(so)
 	d.Poison(poison)
-	if err := MkfsDevice(d, MkfsOptions{}); err != nil {
+	if err := MkfsDevice(d, MkfsOptions{BlockSize: bs}); err != nil {
 		d.Close()
 		t.Fatalf("mkfs: %v", err)
 	}

@@ -23,12 +23,14 @@ import (
 // deadlocks (I9), and fsck is clean at the end.
 func TestStress(t *testing.T) {
 	for _, policy := range []HolePolicy{Unwritten, BufferedFallback} {
-		t.Run(policy.String(), func(t *testing.T) { stress(t, policy) })
+		for _, bs := range []int{4096, 16384} {
+			t.Run(fmt.Sprintf("%v/bs=%d", policy, bs), func(t *testing.T) { stress(t, policy, bs) })
+		}
 	}
 }
 
-func stress(t *testing.T, policy HolePolicy) {
-	v := newSimVolume(t, 64<<20, Options{HolePolicy: policy, CacheBytes: 4 << 20}, sim.Options{Seed: 11, Completers: 2})
+func stress(t *testing.T, policy HolePolicy, bs int) {
+	v := newSimVolumeBS(t, 64<<20, bs, Options{HolePolicy: policy, CacheBytes: 4 << 20}, sim.Options{Seed: 11, Completers: 2})
 	const span = 256 << 10
 	const opsPer = 150
 	open := func(flag int) *File { return mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE|flag) }
