@@ -62,6 +62,9 @@ type Config struct {
 	// FixedSize creates every file with size MaxFileSize (a hole) and
 	// never truncates: EOF never moves, which isolates EOF-related bugs.
 	FixedSize bool
+	// Progress, when set, is called after every round with the ops done
+	// so far and Ops (for a progress bar), from Run's goroutine.
+	Progress func(done, total int)
 	// Log receives progress lines (nil: quiet).
 	Log io.Writer
 	// RoundTimeout reports a round that takes longer as a hang, with the

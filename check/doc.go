@@ -48,7 +48,34 @@
 // RoundTimeout are reported as hangs with every goroutine's stack (I9).
 //
 // On failure, the report gives the seed and, per failure, the short op log:
-// the ops that changed the failing offset of that file.
+// up to the failing round, the ops that changed the failing cell (*), the
+// other ops and reads of its 4 KiB block, and the other changes of the file
+// in the rounds that changed the cell (~).
+//
+// # Knobs for bug hunting
+//
+// Config.Weights changes the op mix by kind name (0 disables a kind: e.g.
+// all buffered kinds off isolates the direct path); FixedSize presizes the
+// files and never truncates (EOF never moves, isolating EOF bugs);
+// SharedQueue makes all workers Submit to and Wait on one queue
+// concurrently; AlignedDirect keeps direct I/O sector-aligned. The tests
+// take -seed (or AIODIO_SEED), -check.ops, -check.weights, -check.fixedsize,
+// -check.shared and -check.roundtimeout.
+//
+// # Targets
+//
+// A VolumeTarget (OpenVolume, OpenVolumeDevice) is closed, checked with
+// aiodio.Fsck and reopened at the end (Reopener), and its live metadata is
+// checked with Volume.Fsck (Checker). The stress tests poison the medium
+// before mkfs: the image file (TestStressPoisonShm in /dev/shm,
+// TestStressPoisonLoop4K through a loop device with 4096-byte sectors) or
+// the sim device (TestStressPoisonSim, random completion order and
+// latency), each with both hole policies and StrictAlignment off.
+// TestStressKernelDir runs the same workload on a kernel directory with
+// O_DIRECT (sector-aligned) to prove the suite itself.
+//
+// Package check/bugrepro holds the minimal reproductions of the engine bugs
+// this suite found.
 //
 // Entry point: Run(ctx, target, Config) (Report, error); OpenTarget opens a
 // directory or a volume for `aiodio check`.

@@ -101,7 +101,7 @@ func TestVerifierCatchesFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			tg := &faultTarget{Target: dir, fault: tc.fault}
-			rep, err := Run(context.Background(), tg, Config{Seed: 42, Ops: 800, Workers: 2})
+			rep, err := Run(context.Background(), tg, Config{Seed: 42, Ops: 500, Workers: 2})
 			if !errors.Is(err, ErrFailed) || !rep.Failed() || tc.what(&rep) == 0 || len(rep.Failures) == 0 {
 				t.Fatalf("fault %q not detected: err %v\n%s", tc.fault, err, rep.String())
 			}

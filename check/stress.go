@@ -279,6 +279,9 @@ func (r *runner) run(ctx context.Context) error {
 				return err
 			}
 		}
+		if cfg.Progress != nil {
+			cfg.Progress(idx, cfg.Ops)
+		}
 		if round%20 == 19 {
 			r.logf("round %d: %d ops, %d mismatches, %d poison bytes", round+1, idx, r.mismatches.Load(), r.poison.Load())
 		}

@@ -11,12 +11,17 @@ import (
 )
 
 var (
-	seedFlag   = flag.Int64("seed", 0, "replay the op sequence of this seed (also AIODIO_SEED)")
-	opsFlag    = flag.Int("check.ops", 0, "ops per stress run (0: the test's default)")
-	wFlag      = flag.String("check.weights", "", "op kind weights, e.g. buf-write=0,truncate=100")
-	fixedFlag  = flag.Bool("check.fixedsize", false, "presized files, no truncates (EOF never moves)")
-	sharedFlag = flag.Bool("check.shared", false, "all workers share one async queue")
-	rtFlag     = flag.Duration("check.roundtimeout", 0, "report a round as hung after this long (0: default)")
+	seedFlag    = flag.Int64("seed", 0, "replay the op sequence of this seed (also AIODIO_SEED)")
+	opsFlag     = flag.Int("check.ops", 0, "ops per stress run (0: the test's default)")
+	wFlag       = flag.String("check.weights", "", "op kind weights, e.g. buf-write=0,truncate=100")
+	fixedFlag   = flag.Bool("check.fixedsize", false, "presized files, no truncates (EOF never moves)")
+	sharedFlag  = flag.Bool("check.shared", false, "all workers share one async queue")
+	rtFlag      = flag.Duration("check.roundtimeout", 0, "report a round as hung after this long (0: default)")
+	filesFlag   = flag.Int("check.files", 0, "files (0: default)")
+	maxFileFlag = flag.Int64("check.maxfile", 0, "maximum file size (0: default)")
+	workersFlag = flag.Int("check.workers", 0, "workers (0: default)")
+	roundFlag   = flag.Int("check.roundops", 0, "ops per round (0: default)")
+	depthFlag   = flag.Int("check.depth", 0, "async queue depth per worker (0: default)")
 )
 
 // parseWeights parses -check.weights.
@@ -59,6 +64,19 @@ func runStress(t *testing.T, tg Target, cfg Config) Report {
 	}
 	if *opsFlag > 0 {
 		cfg.Ops = *opsFlag
+	}
+	for _, o := range []struct {
+		flag int64
+		dst  any
+	}{{int64(*filesFlag), &cfg.Files}, {*maxFileFlag, &cfg.MaxFileSize}, {int64(*workersFlag), &cfg.Workers}, {int64(*roundFlag), &cfg.RoundOps}, {int64(*depthFlag), &cfg.QueueDepth}} {
+		if o.flag > 0 {
+			switch d := o.dst.(type) {
+			case *int:
+				*d = int(o.flag)
+			case *int64:
+				*d = o.flag
+			}
+		}
 	}
 	if *rtFlag > 0 {
 		cfg.RoundTimeout = *rtFlag
