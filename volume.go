@@ -17,9 +17,13 @@ import (
 	"github.com/aiodio/aiodio/internal/pagecache"
 )
 
-// MaxFileSize is the largest file offset aiodio accepts: an offset plus a
-// length past it fails with EFBIG.
-const MaxFileSize int64 = pagecache.MaxFileSize
+// MaxFileSize is the largest file offset aiodio accepts (1 EiB): an offset
+// plus a length past it fails with EFBIG.
+const MaxFileSize int64 = 1 << 60
+
+// The page cache must accept every offset the API does (compile-time check:
+// a negative difference overflows uint64).
+const _ = uint64(pagecache.MaxFileSize-MaxFileSize) + uint64(MaxFileSize-pagecache.MaxFileSize)
 
 // DefaultCacheBytes is the page cache limit when Options.CacheBytes is 0.
 const DefaultCacheBytes = 256 << 20
