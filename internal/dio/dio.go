@@ -62,6 +62,33 @@ type CacheProber interface {
 	NeedsWriteback(off, n int64) bool
 }
 
+// CachePresence is an optional interface of a Cache: a cheap query, that
+// never waits, of whether any page of [off, off+n) is cached in any state
+// (clean, dirty, under writeback, being filled). When it answers false the
+// engine skips the write-back and the invalidations of the range (Linux's
+// mapping->nrpages == 0 fast path): nothing is there to write back or
+// drop, and buffered writes cannot add dirty pages meanwhile (they take
+// the inode lock exclusive, which the direct op holds at least shared).
+// A page a buffered read fills after the answer is handled as without the
+// query: the end-I/O invalidation asks again. pagecache.File does not
+// implement it yet.
+type CachePresence interface {
+	HasPages(off, n int64) bool
+}
+
+// cacheFor returns the inode's cache when it may hold pages of [off,
+// off+n), nil when it has none there (or no cache at all).
+func (i *Inode) cacheFor(off, n int64) Cache {
+	c := i.cache
+	if c == nil {
+		return nil
+	}
+	if p, ok := c.(CachePresence); ok && !p.HasPages(off, n) {
+		return nil
+	}
+	return c
+}
+
 // cacheNowait is the RWF_NOWAIT form of step 3: it returns ErrWouldBlock
 // (EAGAIN) instead of writing back dirty pages or waiting for pages under
 // writeback, and for a write invalidates the clean pages.

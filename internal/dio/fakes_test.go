@@ -486,3 +486,17 @@ func ctxT(t *testing.T) context.Context {
 func isErr(err, target error) bool { return errors.Is(err, target) }
 
 func rangeFor(s, e int64) lock.Range { return lock.Range{Start: s, End: e} }
+
+// presenceCache is a fakeCache that also implements CachePresence.
+type presenceCache struct{ *fakeCache }
+
+func (p presenceCache) HasPages(off, n int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for b := range p.pages {
+		if b*p.bs < off+n && (b+1)*p.bs > off {
+			return true
+		}
+	}
+	return false
+}

@@ -185,3 +185,41 @@ func TestRMWReadFailureAllocatesNothing(t *testing.T) {
 	}
 	r.checkIdle()
 }
+
+// TestCachePresenceSkipsEmptyRanges: with a Cache that implements
+// CachePresence, direct ops over ranges with no cached page make no
+// write-back or invalidation calls, and ranges with pages still get them
+// (I5): a dirty page is written back before a direct read of it, a clean
+// one is dropped by a direct write.
+//
+// Checked by hand: making cacheFor ignore HasPages fails the first check;
+// making it always return nil fails the dirty-page read.
+func TestCachePresenceSkipsEmptyRanges(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	r.in = NewInode(testIno, 0, presenceCache{r.cache})
+	r.writeFile(0, 2, 2*testBS, nil)
+	if _, err := r.e.WriteAt(r.in, alignbuf.Alloc(testBS), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.e.ReadAt(r.in, alignbuf.Alloc(testBS), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if calls := r.cache.Calls(); len(calls) != 0 {
+		t.Fatalf("cache calls for an empty range: %v", calls)
+	}
+	r.cache.dirtyPage(1, []byte("dirty!"))
+	got := alignbuf.Alloc(testBS)
+	if _, err := r.e.ReadAt(r.in, got, testBS, 0); err != nil {
+		t.Fatal(err)
+	}
+	if string(got[:6]) != "dirty!" {
+		t.Fatalf("direct read did not see the dirty cached page: %q", got[:6])
+	}
+	if _, err := r.e.WriteAt(r.in, alignbuf.Alloc(testBS), testBS, 0); err != nil {
+		t.Fatal(err)
+	}
+	if p, d := r.cache.cachedBlocks(); p != 0 || d != 0 {
+		t.Fatalf("after a direct write over it: %d pages, %d dirty", p, d)
+	}
+	r.checkIdle()
+}

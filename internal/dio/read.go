@@ -28,7 +28,7 @@ func (e *Engine) Read(op *Op) error {
 		return opErr("read", op, err)
 	}
 	// Dirty cached pages of the range reach the device first (I5, seed 001).
-	if c := in.cache; c != nil {
+	if c := in.cacheFor(off, int64(len(op.Buf))); c != nil {
 		var err error
 		if nowait {
 			err = cacheNowait(c, off, int64(len(op.Buf)), false)

@@ -139,7 +139,7 @@ func (e *Engine) write(op *Op, ua bool) error {
 	if excl && size < lo {
 		lo = size
 	}
-	if c := in.cache; c != nil {
+	if c := in.cacheFor(lo, end-lo); c != nil {
 		var err error
 		if nowait {
 			err = cacheNowait(c, lo, end-lo, true)
@@ -451,7 +451,7 @@ func (d *dop) endWrite() {
 	if err == nil && op.Flags&DSync != 0 {
 		err = e.ext.Commit() // I10
 	}
-	if c := in.cache; c != nil {
+	if c := in.cacheFor(op.Off, d.dend-op.Off); c != nil {
 		// Second invalidation; its failure never changes the outcome (I5).
 		_ = c.Invalidate(op.Off, d.dend-op.Off)
 	}
@@ -498,7 +498,7 @@ func (d *dop) finishFallback(excl bool) {
 	if err == nil && op.Flags&DSync != 0 {
 		err = e.ext.Commit()
 	}
-	if c := in.cache; c != nil && dend > off {
+	if c := in.cacheFor(off, dend-off); c != nil && dend > off {
 		_ = c.Invalidate(off, dend-off)
 	}
 	if d.ranged {
