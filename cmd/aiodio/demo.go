@@ -132,7 +132,9 @@ func runDemo(ctx context.Context, a *app, o demoOptions) error {
 		return fmt.Errorf("mkfs: %w", err)
 	}
 
-	d := &demo{a: a, o: o, path: path, maxFile: maxFile,
+	// The hooks are read here, not on the workload's goroutine, which a hung
+	// device may leave running after runDemo returns.
+	d := &demo{a: a, o: o, path: path, maxFile: maxFile, openDev: openDevice, armed: demoArmed,
 		rng: rand.New(rand.NewPCG(o.seed, 0x61696f64696f))}
 	// The workload runs on its own goroutine so that a hung device is
 	// reported (no progress for demoStall) instead of hanging the command.
@@ -278,7 +280,8 @@ type demo struct {
 	path    string
 	maxFile int64
 	rng     *rand.Rand
-	engine  string
+	openDev func(string, device.OpenOptions) (device.Device, error)
+	armed   func()
 
 	v     *aiodio.Volume
 	dev   device.Device
@@ -296,7 +299,7 @@ type demo struct {
 }
 
 func (d *demo) open() error {
-	dev, err := openDevice(d.path, device.OpenOptions{Engine: d.o.engine, Exclusive: true, Logger: d.a.log, QueueDepth: min(d.o.qd, 64)})
+	dev, err := d.openDev(d.path, device.OpenOptions{Engine: d.o.engine, Exclusive: true, Logger: d.a.log, QueueDepth: min(d.o.qd, 64)})
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", d.path, err)
 	}
@@ -359,7 +362,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 	for range d.o.qd {
 		d.slots = append(d.slots, &demoSlot{buf: aiodio.AlignedBuffer(demoMaxIO + 512)})
 	}
-	demoArmed()
+	d.armed()
 	if err := d.mixed(ctx); err != nil {
 		return err
 	}
