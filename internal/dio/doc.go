@@ -20,7 +20,8 @@
 //     zeroed first; meta.Truncate leaves it to us; I1) or has a partial
 //     sector (see Known limits).
 //  3. Write back and invalidate the cached pages of the range (I5). A
-//     failure rejects the op: nothing was submitted (seed 004).
+//     failure rejects the op: nothing was submitted (seed 004). Skipped
+//     when the Cache implements CachePresence and has no page there.
 //  4. Drain.Begin; map; under BufferedFallback end the direct part at the
 //     first hole inside the size; take one block range lock over every
 //     block that is not written (allocation, zero padding of partial
