@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -118,6 +119,7 @@ func benchUnaligned(b *testing.B, writers int, serialize bool) {
 	in := NewInode(testIno, int64(writers*perWriter)*testBS, nil)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	lat := make([][]time.Duration, writers) // per writer: each write's latency
 	b.ReportAllocs()
 	b.SetBytes(1024)
 	b.ResetTimer()
@@ -134,13 +136,26 @@ func benchUnaligned(b *testing.B, writers int, serialize bool) {
 					// touches it and its last write completed.
 					ext.punch(testIno, blk)
 				}
+				t0 := time.Now()
 				if _, err := e.WriteAt(in, buf, blk*testBS+1024, 0); err != nil {
 					b.Error(err)
 					return
 				}
+				lat[w] = append(lat[w], time.Since(t0))
 			}
 		}(w)
 	}
 	wg.Wait()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "writes/s")
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "writes/s")
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	if len(all) > 0 {
+		slices.Sort(all)
+		b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+	}
 }
