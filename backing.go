@@ -141,6 +141,7 @@ func (in *inode) WritePages(off int64, p []byte) error {
 	if err := v.meta.AllocUnwritten(in.ino, fb, lb-fb); err != nil {
 		return err // after a commit if blocks were pending free (meta does it)
 	}
+	in.unreserve(fb, lb, true)
 	maps, err := v.meta.Map((*mp)[:0], in.ino, fb, lb-fb)
 	*mp = maps
 	if err != nil {

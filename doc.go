@@ -98,8 +98,11 @@ These are the promises aiodio makes (DESIGN §3); each has a named test.
 
   - Data is durable only after File.Sync, Volume.Sync, Volume.Close, or a write
     on an O_DSYNC/O_SYNC file or with RWF_DSYNC. Buffered writes are allocated
-    on the device at writeback (delayed allocation), so ENOSPC for a buffered
-    write may surface at Sync or Close rather than at WriteAt.
+    on the device at writeback (delayed allocation) but reserve their blocks
+    when written, so a full volume fails the WriteAt with ENOSPC. The
+    reservation trusts a free-block count up to 50 ms old when the write fits
+    it; space taken meanwhile by direct writes can still make a writeback
+    fail with ENOSPC, reported by Sync or Close.
   - A writeback error (EIO) is reported once, by the next File.Sync of that
     file (like Linux's errseq), or by Close.
   - Removing (or renaming over) a file that is open frees its blocks at once:

@@ -185,16 +185,12 @@ func TestENOSPC(t *testing.T) {
 		off += 4096
 	}
 	wantErrno(t, "last block", err, syscall.ENOSPC)
-	// A buffered write is accepted (delayed allocation) but Sync reports
-	// ENOSPC.
+	// A buffered write needing a new block fails at once (reservation).
 	b := mustOpen(t, v.Volume, "buffered", os.O_RDWR|os.O_CREATE)
-	mustWrite(t, b, []byte("no room"), 0)
-	wantErrno(t, "sync of a buffered write on a full volume", b.Sync(), syscall.ENOSPC)
-	if err := b.Truncate(0); err != nil {
-		t.Fatal(err)
-	}
+	_, err = b.WriteAt([]byte("no room"), 0)
+	wantErrno(t, "buffered write on a full volume", err, syscall.ENOSPC)
 	if err := b.Close(); err != nil {
-		t.Fatalf("close after truncate: %v", err)
+		t.Fatalf("close: %v", err)
 	}
 	// Overwrites of allocated blocks work, direct and buffered.
 	w := AlignedBuffer(4096)
@@ -237,5 +233,65 @@ func TestENOSPC(t *testing.T) {
 	mustWrite(t, b, make([]byte, off/8), 0)
 	if err := b.Sync(); err != nil {
 		t.Fatalf("buffered write into freed space: %v", err)
+	}
+}
+
+// TestBufferedENOSPC fills a volume through buffered writes: the write that
+// does not fit fails with ENOSPC (blocks are reserved at write time, though
+// allocated at writeback), and everything accepted before it is written
+// back by Sync without error and survives a remount.
+func TestBufferedENOSPC(t *testing.T) {
+	v := newSimVolume(t, 8<<20, Options{}, sim.Options{Seed: 13})
+	files := []*File{
+		mustOpen(t, v.Volume, "a", os.O_RDWR|os.O_CREATE),
+		mustOpen(t, v.Volume, "b", os.O_RDWR|os.O_CREATE),
+	}
+	chunk := bytes.Repeat([]byte("fill"), 16<<10) // 64 KiB
+	var offs [2]int64
+	var err error
+	for i := 0; err == nil; i++ {
+		k := i % 2
+		var n int
+		n, err = files[k].WriteAt(chunk, offs[k])
+		offs[k] += int64(n)
+	}
+	wantErrno(t, "buffered fill", err, syscall.ENOSPC)
+	// Overwrites of what is cached still work on the full volume.
+	mustWrite(t, files[0], []byte("over"), 0)
+	if err := v.Sync(); err != nil {
+		t.Fatalf("sync after filling: %v (an accepted buffered write could not be allocated)", err)
+	}
+	for _, f := range files {
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v.remount(t, Options{})
+	for k, name := range []string{"a", "b"} {
+		f := mustOpen(t, v.Volume, name, os.O_RDONLY)
+		got := readAll(t, f)
+		f.Close()
+		if int64(len(got)) != offs[k] {
+			t.Fatalf("%s: size %d, wrote %d", name, len(got), offs[k])
+		}
+		for i := int64(0); i+int64(len(chunk)) <= offs[k]; i += int64(len(chunk)) {
+			want := chunk
+			if k == 0 && i == 0 {
+				want = append([]byte("over"), chunk[4:]...)
+			}
+			if !bytes.Equal(got[i:i+int64(len(chunk))], want) {
+				t.Fatalf("%s: chunk at %d differs after remount", name, i)
+			}
+		}
+	}
+	// Freeing space makes buffered writes fit again.
+	if err := v.Remove("b"); err != nil {
+		t.Fatal(err)
+	}
+	f := mustOpen(t, v.Volume, "c", os.O_RDWR|os.O_CREATE)
+	defer f.Close()
+	mustWrite(t, f, chunk, 0)
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -70,6 +70,10 @@ type inode struct {
 	// zeros and two runs over one block must not race.
 	wbMu sync.Mutex
 
+	// resv holds the file blocks reserved by buffered writes and not yet
+	// allocated; protected by v.resv.mu (reserve.go).
+	resv map[int64]struct{}
+
 	// appendMu serializes O_APPEND direct writes (offset = size, then write).
 	appendMu sync.Mutex
 
@@ -182,6 +186,7 @@ func (v *Volume) putInode(in *inode) error {
 // op is in flight (the Files' gates are closed).
 func (in *inode) release() error {
 	err := in.cache.Close()
+	in.unreserveAll()
 	if !in.removed.Load() {
 		if e := in.reconcile(); err == nil {
 			err = e
@@ -295,6 +300,9 @@ func (in *inode) writeAt(p []byte, off int64, appendMode bool) (int, int64, erro
 		}
 	}
 	end := off + int64(len(p))
+	if err := in.reserve(off, end); err != nil {
+		return 0, off, err
+	}
 	if end <= size {
 		n, err := in.cache.WriteAt(p, off)
 		return n, off, err
@@ -383,6 +391,7 @@ func (in *inode) truncate(newSize int64) error {
 	if err := in.cache.Truncate(newSize); err != nil {
 		return err
 	}
+	in.unreserve((newSize+in.v.bs-1)/in.v.bs, 1<<62, false)
 	return in.v.meta.Truncate(in.ino, newSize)
 }
 
@@ -420,6 +429,9 @@ func (in *inode) punch(off, n int64, zero, keepSize bool) error {
 		return err
 	}
 	wb0, wb1 := (off+bs-1)/bs, end/bs
+	if wb1 > wb0 {
+		in.unreserve(wb0, wb1, false)
+	}
 	if wb1 > wb0 {
 		var err error
 		if zero {
@@ -573,6 +585,7 @@ func (v *Volume) detachLocked(name string) (*detached, error) {
 		v.putInode(in)
 		return nil, err
 	}
+	in.unreserveAll()
 	return &detached{in: in}, nil
 }
 

@@ -194,6 +194,18 @@ func runModel(rt *rapid.T, flags []int, bs int, o Options) {
 				rt.Fatalf("sync: %v", err)
 			}
 		},
+		"vsync": func(rt *rapid.T) {
+			if err := v.Sync(); err != nil {
+				rt.Fatalf("volume sync: %v", err)
+			}
+			// Everything is written back: no block may stay reserved.
+			v.resv.mu.Lock()
+			total := v.resv.total
+			v.resv.mu.Unlock()
+			if total != 0 {
+				rt.Fatalf("%d blocks still reserved after a volume sync (leak)", total)
+			}
+		},
 		"stat": func(rt *rapid.T) {
 			fi, err := pick(rt).Stat()
 			if err != nil || fi.Size() != int64(len(model)) {

@@ -130,6 +130,9 @@ type Volume struct {
 	ringMu sync.Mutex
 	rings  map[*Ring]struct{}
 
+	// resv is the ledger of blocks reserved by buffered writes (reserve.go).
+	resv reservations
+
 	// zeros is a read-only zero buffer for zeroing through the cache.
 	zeros []byte
 }
