@@ -156,8 +156,10 @@ Outer to inner (DESIGN §5): Volume.nsMu (namespace changes and opens) →
 inode lock (dio.Inode.Lock: shared for buffered and direct reads and direct
 overwrites; exclusive, with the dio drain waited for, for buffered writes,
 truncate, fallocate and remove) → dio drain → block range locks → page
-locks (internal/pagecache) → metadata locks (internal/meta). Volume.tabMu
-(the open-inode table) and the Ring and gate locks are leaves: nothing is
-taken while they are held, except pagecache's Open when an inode is created.
+locks (internal/pagecache) → metadata locks (internal/meta). The space
+reservation lock (reserve.go) sits just above the metadata locks (it reads
+meta.Stats while held). Volume.tabMu (the open-inode table) and the Ring and
+gate locks are leaves: nothing is taken while they are held, except
+pagecache's Open when an inode is created.
 */
 package aiodio
