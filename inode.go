@@ -300,7 +300,13 @@ func (in *inode) writeAt(p []byte, off int64, appendMode bool) (int, int64, erro
 		}
 	}
 	end := off + int64(len(p))
-	if err := in.reserve(off, end); err != nil {
+	// Reserve the blocks the write brings into use, and the old end-of-file
+	// block that zeroTail below dirties when the write leaves a gap.
+	tail := span{}
+	if bs := in.v.bs; off > size && size%bs != 0 {
+		tail = span{size, min(off, (size/bs+1)*bs)}
+	}
+	if err := in.reserve(span{off, end}, tail); err != nil {
 		return 0, off, err
 	}
 	if end <= size {

@@ -37,32 +37,46 @@ type reservations struct {
 	freeSet bool
 }
 
-// reserve reserves the unallocated, unreserved blocks of [off, end) for in,
-// or fails with ENOSPC.
+// span is a byte range [lo, hi) of a file.
+type span struct{ lo, hi int64 }
+
+// reserve reserves, all or nothing, the unallocated, unreserved blocks of
+// the spans for in, or fails with ENOSPC.
 //
 // Preconditions: the inode lock is held exclusive.
-func (in *inode) reserve(off, end int64) error {
+func (in *inode) reserve(spans ...span) error {
 	v := in.v
 	bs := v.bs
-	fb, lb := off/bs, (end+bs-1)/bs
 	mp := in.getMaps()
 	defer in.mapBuf.Put(mp)
-	maps, err := v.meta.Map((*mp)[:0], in.ino, fb, lb-fb)
-	*mp = maps
-	if err != nil {
-		return err
+	maps := (*mp)[:0]
+	for _, sp := range spans {
+		if sp.hi <= sp.lo {
+			continue
+		}
+		fb, lb := sp.lo/bs, (sp.hi+bs-1)/bs
+		var err error
+		maps, err = v.meta.Map(maps, in.ino, fb, lb-fb)
+		if err != nil {
+			*mp = maps
+			return err
+		}
 	}
+	*mp = maps
 	r := &v.resv
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var need int64
+	seen := func(b int64) bool { _, ok := in.resv[b]; return ok }
+	var fresh []int64
 	for _, m := range maps {
 		if m.State != meta.Hole {
 			continue
 		}
 		for b := m.FileBlock; b < m.FileBlock+m.Count; b++ {
-			if _, ok := in.resv[b]; !ok {
+			if !seen(b) {
 				need++
+				fresh = append(fresh, b)
 			}
 		}
 	}
@@ -80,12 +94,11 @@ func (in *inode) reserve(off, end int64) error {
 	if in.resv == nil {
 		in.resv = make(map[int64]struct{})
 	}
-	for _, m := range maps {
-		if m.State != meta.Hole {
-			continue
-		}
-		for b := m.FileBlock; b < m.FileBlock+m.Count; b++ {
+	need = 0
+	for _, b := range fresh {
+		if !seen(b) { // the spans may overlap
 			in.resv[b] = struct{}{}
+			need++
 		}
 	}
 	r.total += need
