@@ -39,6 +39,12 @@ type Config struct {
 	// recreating one file, whose blocks then go to the others (default 10;
 	// negative: never).
 	RecycleEvery int
+	// CrashEvery, on a Crasher target, cuts the power every CrashEvery
+	// verifications: right after the round that follows a Sync and full
+	// verification, the target crashes and remounts, and every cell must
+	// hold its synced value or a value of that round's ops, never stale
+	// data (I11). 0: never.
+	CrashEvery int
 	// Prefix is prepended to the file names ("stress-N").
 	Prefix string
 	// Poison is the marker the device was filled with (default
@@ -141,6 +147,8 @@ type Report struct {
 	// DESIGN I5 allows it (nothing is written; the model accepts old or
 	// new data there), Linux falls back to buffered I/O instead.
 	Busy int
+	// Crashes counts power cuts survived (CrashEvery).
+	Crashes int
 	// Findings are the target's consistency check findings.
 	Findings []string
 	// Failures describes the first failures, each with the ops that
@@ -166,6 +174,9 @@ func (r *Report) String() string {
 		}
 	}
 	fmt.Fprintf(&b, "  ops: %s\n", strings.Join(kinds, " "))
+	if r.Crashes > 0 {
+		fmt.Fprintf(&b, "  power cuts survived: %d\n", r.Crashes)
+	}
 	for _, f := range r.Findings {
 		fmt.Fprintf(&b, "  FINDING: %s\n", f)
 	}

@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -34,6 +35,23 @@ func (t *faultTarget) NewAsync(entries int) (Async, error) {
 		return a, err
 	}
 	return &dupAsync{Async: a, t: t}, nil
+}
+
+// Crash, for the "crash-loses-synced" fault, zeroes the first 64 KiB of
+// every file: synced data lost at a power cut must be reported.
+func (t *faultTarget) Crash(seed int64) error {
+	for i := 0; i < 4; i++ {
+		f, err := t.Target.OpenFile(fmt.Sprintf("stress-%d", i), os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		err = f.Fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, 64<<10)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type faultFile struct {
@@ -94,6 +112,7 @@ func TestVerifierCatchesFaults(t *testing.T) {
 		{"lost-write", func(r *Report) int64 { return int64(r.Mismatches) }},
 		{"no-punch", func(r *Report) int64 { return int64(r.Mismatches) }},
 		{"dup-completion", func(r *Report) int64 { return int64(r.Completions) }},
+		{"crash-loses-synced", func(r *Report) int64 { return int64(r.Mismatches) }},
 	} {
 		t.Run(tc.fault, func(t *testing.T) {
 			dir, err := NewDirTarget(t.TempDir())
@@ -101,7 +120,11 @@ func TestVerifierCatchesFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			tg := &faultTarget{Target: dir, fault: tc.fault}
-			rep, err := Run(context.Background(), tg, Config{Seed: 42, Ops: 500, Workers: 2})
+			cfg := Config{Seed: 42, Ops: 500, Workers: 2}
+			if tc.fault == "crash-loses-synced" {
+				cfg.CrashEvery, cfg.VerifyEvery = 1, 3
+			}
+			rep, err := Run(context.Background(), tg, cfg)
 			if !errors.Is(err, ErrFailed) || !rep.Failed() || tc.what(&rep) == 0 || len(rep.Failures) == 0 {
 				t.Fatalf("fault %q not detected: err %v\n%s", tc.fault, err, rep.String())
 			}

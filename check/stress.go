@@ -50,16 +50,17 @@ type failure struct {
 
 // runner is one Run.
 type runner struct {
-	t      Target
-	cfg    Config
-	salt   uint64
-	clock  atomic.Int64
-	files  []*fileState
-	log    []*opRec // every op, in generation order
-	byGen  []*opRec // the writes, by generation (increasing)
-	rinfo  *roundInfo
-	round  int // the round in progress (set between rounds)
-	nextID uint16
+	t       Target
+	cfg     Config
+	salt    uint64
+	clock   atomic.Int64
+	files   []*fileState
+	log     []*opRec // every op, in generation order
+	byGen   []*opRec // the writes, by generation (increasing)
+	rinfo   *roundInfo
+	round   int // the round in progress (set between rounds)
+	crashes int
+	nextID  uint16
 
 	bytesWritten, bytesRead, bytesVerified, poison atomic.Int64
 	mismatches, errs, completions, busy            atomic.Int64
@@ -180,14 +181,21 @@ func (r *runner) run(ctx context.Context) error {
 	if cfg.SharedQueue {
 		nq = 1
 	}
-	queues := make([]*queueState, nq)
-	for i := range queues {
-		depth := cfg.QueueDepth * (cfg.Workers / nq)
-		q, err := r.t.NewAsync(depth)
-		if err != nil {
-			return fmt.Errorf("new async queue: %w", err)
+	var queues []*queueState
+	newQueues := func() error {
+		queues = make([]*queueState, nq)
+		for i := range queues {
+			depth := cfg.QueueDepth * (cfg.Workers / nq)
+			q, err := r.t.NewAsync(depth)
+			if err != nil {
+				return fmt.Errorf("new async queue: %w", err)
+			}
+			queues[i] = &queueState{q: q, depth: depth, inflight: make(map[uint64]*opRec), bufm: make(map[uint64][]byte)}
 		}
-		queues[i] = &queueState{q: q, depth: depth, inflight: make(map[uint64]*opRec), bufm: make(map[uint64][]byte)}
+		return nil
+	}
+	if err := newQueues(); err != nil {
+		return err
 	}
 	closeQueues := func() error {
 		var errs []error
@@ -268,10 +276,53 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		r.log = append(r.log, ops...)
 		r.round = round
+		if os.Getenv("AIODIO_CHECK_LOGOPS") != "" {
+			for _, o := range ops {
+				r.logf("op %v", o)
+			}
+		}
 		if err := r.runRound(ctx, ops, queues); err != nil {
 			return err
 		}
-		if err := r.endRound(ops); err != nil {
+		crasher, canCrash := r.t.(Crasher)
+		if canCrash && cfg.CrashEvery > 0 && round > 0 && round%cfg.VerifyEvery == 0 &&
+			(round/cfg.VerifyEvery)%cfg.CrashEvery == 0 && (cfg.RecycleEvery <= 0 || round%cfg.RecycleEvery != 0) {
+			// Power cut after the round that follows a Sync: every op of
+			// the round may be lost, whole or torn; what was synced stays.
+			closeQueues() // their volume is about to die; nothing is in flight
+			if err := crasher.Crash(cfg.Seed ^ int64(round)); err != nil {
+				return fmt.Errorf("crash after round %d: %w", round, err)
+			}
+			r.crashes++
+			for _, fs := range r.files {
+				fs.direct, fs.buffered = nil, nil // dead with the old mount
+				if err := r.openSlot(fs, false); err != nil {
+					return fmt.Errorf("after the crash of round %d: %w", round, err)
+				}
+			}
+			if err := newQueues(); err != nil {
+				return err
+			}
+			if err := r.endRound(ops, true); err != nil {
+				return err
+			}
+			if c, ok := r.t.(Checker); ok {
+				f, err := c.Check()
+				for _, s := range f {
+					r.fail(-1, 0, -1, "after the crash of round %d: fsck: %s", round, s)
+				}
+				if err != nil || len(f) > 0 {
+					r.mismatches.Add(1)
+					r.fail(-1, 0, -1, "after the crash of round %d: fsck error %v, %d findings", round, err, len(f))
+				}
+			}
+			if err := r.verifyAll(ctx, "after crash (direct)", true); err != nil {
+				return err
+			}
+			if err := r.verifyAll(ctx, "after crash (buffered)", false); err != nil {
+				return err
+			}
+		} else if err := r.endRound(ops, false); err != nil {
 			return err
 		}
 		if (round+1)%cfg.VerifyEvery == 0 {

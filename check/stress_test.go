@@ -90,6 +90,9 @@ func runStress(t *testing.T, tg Target, cfg Config) Report {
 	if w := parseWeights(t, *wFlag); w != nil {
 		cfg.Weights = w
 	}
+	if os.Getenv("AIODIO_CHECK_LOGOPS") != "" {
+		cfg.Log = os.Stderr
+	}
 	t.Logf("seed %d (replay with -seed=%d or AIODIO_SEED=%d)", cfg.Seed, cfg.Seed, cfg.Seed)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

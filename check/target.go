@@ -44,6 +44,14 @@ type Reopener interface {
 	Reopen() error
 }
 
+// Crasher is implemented by targets that can lose power (an aiodio volume
+// on a device/sim device): Crash cuts the power (what was not flushed is
+// lost or torn, as the seed decides) and mounts the surviving image again.
+// Files and async queues opened before are dead afterwards.
+type Crasher interface {
+	Crash(seed int64) error
+}
+
 // File is an open file of a Target.
 type File interface {
 	ReadAt(p []byte, off int64) (int, error)

@@ -1,13 +1,16 @@
 package check
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/aiodio/aiodio"
 	"github.com/aiodio/aiodio/device"
+	"github.com/aiodio/aiodio/device/sim"
 )
 
 // VolumeTarget is an aiodio volume. Its files are *aiodio.File; its async
@@ -19,10 +22,54 @@ type VolumeTarget struct {
 	open func() (*aiodio.Volume, error)
 	fsck func() ([]string, error)
 
-	// mu protects v and findings against a concurrent Reopen/Close.
+	// mu protects v, findings and the sim fields against a concurrent
+	// Reopen/Crash/Close.
 	mu       sync.Mutex
 	v        *aiodio.Volume
 	findings []string
+	sim      *sim.Device // OpenVolumeSim: the current device
+	simOwned bool        // sim was made by Crash: Close closes it
+	crashOpt sim.CrashOptions
+}
+
+// OpenVolumeSim opens the aiodio volume on the simulated device d as a
+// Target that can also lose power (Crasher): Crash cuts the power with co
+// (its Seed replaced by Crash's) and mounts the surviving image. Closing the
+// target does not close d (it closes the devices Crash made).
+func OpenVolumeSim(d *sim.Device, o aiodio.Options, co sim.CrashOptions) (*VolumeTarget, error) {
+	t := &VolumeTarget{name: fmt.Sprintf("volume:sim(hole=%v,strict=%v)", o.HolePolicy, o.StrictAlignment), o: o, sim: d, crashOpt: co}
+	t.open = func() (*aiodio.Volume, error) { return aiodio.OpenDevice(t.sim, o) } // t.mu held by callers after creation
+	t.fsck = func() ([]string, error) { return aiodio.FsckDevice(t.sim) }
+	v, err := t.open()
+	if err != nil {
+		return nil, err
+	}
+	t.v = v
+	return t, nil
+}
+
+// Crash cuts the power of a target opened with OpenVolumeSim and mounts
+// the surviving image.
+func (t *VolumeTarget) Crash(seed int64) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.sim == nil {
+		return fmt.Errorf("crash %s: not a sim volume: %w", t.name, errNotSupported)
+	}
+	co := t.crashOpt
+	co.Seed = seed
+	nd := t.sim.Crash(co)
+	t.v.Close() // its device is dead: writeback and checkpoint fail; ignored
+	if t.simOwned {
+		t.sim.Close()
+	}
+	t.sim, t.simOwned = nd, true
+	v, err := t.open()
+	if err != nil {
+		return fmt.Errorf("mount after crash: %w", err)
+	}
+	t.v = v
+	return nil
 }
 
 // OpenVolume opens the aiodio volume on the image file or block device at
@@ -107,8 +154,27 @@ func (t *VolumeTarget) Reopen() error {
 	return nil
 }
 
-// Close closes the volume.
-func (t *VolumeTarget) Close() error { return t.Volume().Close() }
+// Close closes the volume (and a device made by Crash).
+func (t *VolumeTarget) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	err := t.v.Close()
+	if t.simOwned {
+		err = errors.Join(err, t.sim.Close())
+		t.simOwned = false
+	}
+	return err
+}
+
+// Device returns the current sim device of a target opened with
+// OpenVolumeSim (a new one after each Crash), or nil.
+func (t *VolumeTarget) Device() *sim.Device {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.sim
+}
+
+var errNotSupported = fmt.Errorf("%w", syscall.ENOTSUP)
 
 // OpenTarget opens path for `aiodio check`: a directory is a kernel
 // directory target (DirTarget), anything else an aiodio volume image or
