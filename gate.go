@@ -48,6 +48,3 @@ func (g *gate) close() bool {
 	<-g.done
 	return old&gateClosed == 0
 }
-
-// closed reports whether close was called.
-func (g *gate) closed() bool { return g.state.Load()&gateClosed != 0 }
