@@ -3,7 +3,11 @@ package pagecache
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -286,5 +290,71 @@ func TestNeedsWriteback(t *testing.T) {
 	}
 	if err := f.Invalidate(0, 1); !errors.Is(err, syscall.EBADF) {
 		t.Errorf("Invalidate after Close: %v, want EBADF", err)
+	}
+}
+
+// TestReadsNeverOlderThanCompletedDirectWrites: readers (random and
+// sequential, so readahead runs) race a "direct writer" that puts version v
+// on the disk of the whole file, then invalidates, then publishes v as
+// completed. A read that starts after version v completed must not return a
+// byte older than v.
+func TestReadsNeverOlderThanCompletedDirectWrites(t *testing.T) {
+	const pages = 64
+	c := New(Options{DirtyAge: time.Hour})
+	t.Cleanup(func() { c.Close() })
+	b := &memBacking{size: pages * PageSize, disk: make([]byte, pages*PageSize)}
+	f := c.Open(b)
+	var completed atomic.Int32
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errc := make(chan error, 4)
+	for r := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 7))
+			p := make([]byte, 3*PageSize)
+			off := int64(0)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if r != 0 || off+int64(len(p)) > pages*PageSize {
+					off = rng.Int64N(pages*PageSize - int64(len(p)))
+				}
+				lo := byte(completed.Load())
+				if _, err := f.ReadAt(p, off); err != nil {
+					errc <- err
+					return
+				}
+				for i, x := range p {
+					if x < lo {
+						errc <- fmt.Errorf("read at %d: byte %d is version %d, but version %d had completed before the read", off, off+int64(i), x, lo)
+						return
+					}
+				}
+				off += int64(len(p)) // reader 0 reads sequentially
+			}
+		}()
+	}
+	for v := 1; v <= 200; v++ {
+		b.mu.Lock()
+		for i := range b.disk {
+			b.disk[i] = byte(v)
+		}
+		b.mu.Unlock()
+		if err := f.Invalidate(0, pages*PageSize); err != nil {
+			t.Errorf("Invalidate: %v", err)
+		}
+		completed.Store(int32(v))
+		runtime.Gosched()
+	}
+	close(stop)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
 	}
 }
