@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -167,5 +166,3 @@ func noPoison(t testing.TB, what string, b []byte) {
 		t.Fatalf("%s: poison bytes at %d (stale data, I1)", what, i)
 	}
 }
-
-var _ = os.O_RDONLY

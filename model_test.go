@@ -2,7 +2,6 @@ package aiodio
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"os"
 	"syscall"
@@ -241,5 +240,3 @@ func mustWriteR(rt *rapid.T, f *File, p []byte, off int64) {
 		rt.Fatalf("write %d at %d: n=%d err=%v", len(p), off, n, err)
 	}
 }
-
-var _ = fmt.Sprint
