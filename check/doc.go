@@ -74,6 +74,11 @@
 // TestStressKernelDir runs the same workload on a kernel directory with
 // O_DIRECT (sector-aligned) to prove the suite itself.
 //
+// TestStressCrashSim (Config.CrashEvery on a Crasher: OpenVolumeSim) cuts
+// the power right after the round that follows each Sync: after the
+// remount, fsck must be clean and every cell must hold its synced value or
+// a value of that round's ops, never stale or poisoned data (I11).
+//
 // Package check/bugrepro holds the minimal reproductions of the engine bugs
 // this suite found.
 //
