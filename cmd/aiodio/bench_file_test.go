@@ -117,16 +117,19 @@ func TestRunRingAllocs(t *testing.T) {
 	if _, err := f.WriteAt(buf, 0); err != nil {
 		t.Fatal(err)
 	}
+	// A cancellable context, as the CLI has (signal.NotifyContext).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	for _, name := range []string{"randread-4k-qd32", "randwrite-4k-qd32"} {
 		w, _ := devbench.Lookup(name)
 		var done atomic.Int64
 		// Warm up (pools, the ring's goroutines), then measure.
-		if _, err := runRing(context.Background(), v, f, w, span, 100*time.Millisecond, &done); err != nil {
+		if _, err := runRing(ctx, v, f, w, span, 100*time.Millisecond, &done); err != nil {
 			t.Fatal(err)
 		}
 		var m0, m1 runtime.MemStats
 		runtime.ReadMemStats(&m0)
-		res, err := runRing(context.Background(), v, f, w, span, 300*time.Millisecond, &done)
+		res, err := runRing(ctx, v, f, w, span, 300*time.Millisecond, &done)
 		runtime.ReadMemStats(&m1)
 		if err != nil {
 			t.Fatal(err)
