@@ -122,5 +122,5 @@ func TestStressKernelDir(t *testing.T) {
 	t.Logf("%s: direct I/O alignment: memory %d, offset %d", dir, mem, off)
 	f.Close()
 	tg.Remove("probe")
-	runStress(t, tg, Config{Ops: 3000, SharedQueue: true})
+	runStress(t, tg, Config{Ops: 2000, SharedQueue: true})
 }

@@ -57,7 +57,7 @@ func stressVolumePath(t *testing.T, path string, hp aiodio.HolePolicy, ops int) 
 			tg.Close()
 		}
 	})
-	runStress(t, tg, Config{Ops: ops})
+	runStress(t, tg, Config{Ops: ops, MaxFileSize: 512 << 10})
 	closed = true
 	if err := tg.Close(); err != nil {
 		t.Fatalf("close: %v", err)
@@ -79,7 +79,7 @@ func TestStressPoisonShm(t *testing.T) {
 			t.Cleanup(func() { os.RemoveAll(dir) })
 			img := filepath.Join(dir, "vol.img")
 			poisonImage(t, img, volSize)
-			stressVolumePath(t, img, hp, 2500)
+			stressVolumePath(t, img, hp, 2000)
 		})
 	}
 }
@@ -116,7 +116,7 @@ func TestStressPoisonLoop4K(t *testing.T) {
 					t.Fatalf("%s: logical block size %s, want 4096", loop, s)
 				}
 			}
-			stressVolumePath(t, loop, hp, 2500)
+			stressVolumePath(t, loop, hp, 2000)
 		})
 	}
 }
@@ -142,7 +142,7 @@ func TestStressPoisonSim(t *testing.T) {
 				}
 			})
 			// One ring shared by all workers: concurrent Submit and Wait (I2).
-			runStress(t, tg, Config{Seed: seed, Ops: 2500, SharedQueue: true})
+			runStress(t, tg, Config{Seed: seed, Ops: 1500, MaxFileSize: 512 << 10, SharedQueue: true})
 			closed = true
 			if err := tg.Close(); err != nil {
 				t.Fatalf("close: %v", err)
@@ -180,7 +180,7 @@ func TestStressCrashSim(t *testing.T) {
 					tg.Close()
 				}
 			})
-			rep := runStress(t, tg, Config{Seed: seed, Ops: 2000, VerifyEvery: 3, CrashEvery: 1})
+			rep := runStress(t, tg, Config{Seed: seed, Ops: 1000, MaxFileSize: 512 << 10, VerifyEvery: 3, CrashEvery: 1})
 			if rep.Crashes == 0 {
 				t.Fatal("no power cut happened")
 			}
