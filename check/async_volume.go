@@ -36,7 +36,7 @@ func (a *ringAsync) Submit(ops ...Op) (int, error) {
 			}
 			break
 		}
-		conv = append(conv, aiodio.Op{Code: opCodes[op.Code], File: f, Buf: op.Buf, Off: op.Off, UserData: op.UserData})
+		conv = append(conv, aiodio.Op{Code: opCodes[op.Code], File: f, Buf: op.Buf, Off: op.Off, Flags: op.Flags, UserData: op.UserData})
 	}
 	return a.r.Submit(conv...)
 }

@@ -147,6 +147,9 @@ type Report struct {
 	// DESIGN I5 allows it (nothing is written; the model accepts old or
 	// new data there), Linux falls back to buffered I/O instead.
 	Busy int
+	// NoWait counts async ops with RWF_NOWAIT that completed with EAGAIN
+	// (allowed: nothing done; the model accepts old or new data).
+	NoWait int
 	// Crashes counts power cuts survived (CrashEvery).
 	Crashes int
 	// Findings are the target's consistency check findings.
@@ -165,8 +168,8 @@ func (r *Report) Failed() bool {
 func (r *Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "check %s seed=%d (replay: AIODIO_SEED=%d): %d ops in %d rounds, %v\n", r.Target, r.Seed, r.Seed, r.Ops, r.Rounds, r.Duration.Round(time.Millisecond))
-	fmt.Fprintf(&b, "  written %d B, read %d B, verified %d B; poison bytes %d, mismatches %d, errors %d, completion violations %d, fsck findings %d; direct writes refused with EBUSY %d\n",
-		r.BytesWritten, r.BytesRead, r.BytesVerified, r.PoisonBytes, r.Mismatches, r.Errors, r.Completions, len(r.Findings), r.Busy)
+	fmt.Fprintf(&b, "  written %d B, read %d B, verified %d B; poison bytes %d, mismatches %d, errors %d, completion violations %d, fsck findings %d; direct writes refused with EBUSY %d, NOWAIT ops with EAGAIN %d\n",
+		r.BytesWritten, r.BytesRead, r.BytesVerified, r.PoisonBytes, r.Mismatches, r.Errors, r.Completions, len(r.Findings), r.Busy, r.NoWait)
 	var kinds []string
 	for k := kind(0); k < numKinds; k++ {
 		if n := r.OpCounts[k.String()]; n > 0 {

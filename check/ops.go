@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // kind is the kind of one stress op.
@@ -76,6 +78,7 @@ type opRec struct {
 	off, n int64  // range; truncate: off is the new size
 	gen    uint32 // writes: the generation their cells carry
 	memOff int    // buffer misalignment
+	flags  uint32 // async ops: unix.RWF_NOWAIT, unix.RWF_DSYNC
 
 	// Set by the executing worker before done is stored; read by
 	// others only after loading done != 0.
@@ -111,6 +114,12 @@ func (o *opRec) String() string {
 	}
 	if o.memOff != 0 {
 		s += fmt.Sprintf(" mem+%d", o.memOff)
+	}
+	if o.flags&unix.RWF_NOWAIT != 0 {
+		s += " NOWAIT"
+	}
+	if o.flags&unix.RWF_DSYNC != 0 {
+		s += " DSYNC"
 	}
 	if o.done.Load() == 0 {
 		return s + " (not completed)"
@@ -225,6 +234,14 @@ func (g *generator) next(idx, round, slot int, id uint16, gen *uint32) *opRec {
 		o.off, o.n = g.ioRange(slot, k.isWrite(), k.direct())
 		if (!k.direct() || g.unalign) && g.rng.IntN(3) == 0 {
 			o.memOff = CellSize * (1 + g.rng.IntN(255))
+		}
+		if k.isAsync() {
+			switch x := g.rng.IntN(20); {
+			case x < 3:
+				o.flags = unix.RWF_NOWAIT
+			case x < 6 && k.isWrite():
+				o.flags = unix.RWF_DSYNC
+			}
 		}
 		if k.isWrite() {
 			*gen++

@@ -63,7 +63,7 @@ type runner struct {
 	nextID  uint16
 
 	bytesWritten, bytesRead, bytesVerified, poison atomic.Int64
-	mismatches, errs, completions, busy            atomic.Int64
+	mismatches, errs, completions, busy, nowait    atomic.Int64
 
 	// mu protects failures.
 	mu       sync.Mutex
@@ -494,7 +494,7 @@ func (w *worker) run(ctx context.Context, ops []*opRec, next *atomic.Int64) erro
 func (w *worker) submit(ctx context.Context, o *opRec) error {
 	r := w.r
 	fs := r.files[o.slot]
-	op := Op{Code: OpFsync, File: fs.direct, Off: 0, UserData: uint64(o.idx) + 1}
+	op := Op{Code: OpFsync, File: fs.direct, Off: 0, Flags: o.flags, UserData: uint64(o.idx) + 1}
 	switch o.kind {
 	case kAsyncWrite, kAsyncBufWrite:
 		op.Code = OpWrite

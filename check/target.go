@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Target is what the exerciser drives: an aiodio volume (VolumeTarget) or a
@@ -87,12 +89,14 @@ func (c OpCode) String() string {
 	return fmt.Sprintf("OpCode(%d)", int(c))
 }
 
-// Op is one async operation.
+// Op is one async operation. Flags: unix.RWF_NOWAIT (may complete with
+// EAGAIN instead of waiting), unix.RWF_DSYNC (durable when completed).
 type Op struct {
 	Code     OpCode
 	File     File
 	Buf      []byte
 	Off      int64
+	Flags    uint32
 	UserData uint64
 }
 
@@ -166,6 +170,9 @@ func (a *goAsync) Submit(ops ...Op) (int, error) {
 				c.N, c.Err = op.File.ReadAt(op.Buf, op.Off)
 			case OpWrite:
 				c.N, c.Err = op.File.WriteAt(op.Buf, op.Off)
+				if c.Err == nil && op.Flags&unix.RWF_DSYNC != 0 {
+					c.Err = op.File.Sync()
+				}
 			case OpFsync:
 				c.Err = op.File.Sync()
 			}

@@ -109,6 +109,8 @@ func (r *runner) complete(o *opRec, buf []byte, n int, err error) {
 		case o.ok:
 		case n == 0 && o.kind.direct() && errors.Is(err, syscall.EBUSY):
 			r.busy.Add(1) // allowed by I5: invalidation failed before submission
+		case o.flags&unix.RWF_NOWAIT != 0 && errors.Is(err, syscall.EAGAIN):
+			r.nowait.Add(1) // RWF_NOWAIT: would have waited
 		default:
 			r.opError(o, fmt.Errorf("wrote %d of %d: %v", n, len(buf), err))
 		}
@@ -121,6 +123,8 @@ func (r *runner) complete(o *opRec, buf []byte, n int, err error) {
 			return
 		}
 		switch {
+		case o.flags&unix.RWF_NOWAIT != 0 && errors.Is(err, syscall.EAGAIN):
+			r.nowait.Add(1)
 		case err != nil && !errors.Is(err, io.EOF):
 			r.opError(o, err)
 		case err == nil && n < len(buf) && !o.kind.isAsync():
@@ -131,7 +135,7 @@ func (r *runner) complete(o *opRec, buf []byte, n int, err error) {
 			r.fail(o.slot, o.id, -1, "%v: full read with error %v", o, err)
 		}
 		r.bytesRead.Add(int64(n))
-		r.verifyRead(o, buf, n)
+		r.verifyRead(o, buf, n, !(o.flags&unix.RWF_NOWAIT != 0 && errors.Is(err, syscall.EAGAIN)))
 	default: // fsync
 		o.ok = err == nil
 		o.done.Store(r.clock.Add(1))
@@ -175,7 +179,9 @@ func (r *runner) checkSize(o *opRec, size int64, what string) {
 	}
 }
 
-func (r *runner) verifyRead(o *opRec, buf []byte, n int) {
+// verifyRead checks a read's data; checkShort: a short read must end at a
+// size the file may have had (false when the op gave up with EAGAIN).
+func (r *runner) verifyRead(o *opRec, buf []byte, n int, checkShort bool) {
 	fs := r.files[o.slot]
 	end := o.off + int64(n)
 	lo, hi, exact := r.sizeBounds(o.slot, o.start)
@@ -183,7 +189,7 @@ func (r *runner) verifyRead(o *opRec, buf []byte, n int) {
 		r.mismatches.Add(1)
 		r.fail(o.slot, o.id, -1, "%v: read returned bytes up to %d, past any size the file had (%d)", o, end, hi)
 	}
-	if exact && n < len(buf) && end < lo {
+	if checkShort && exact && n < len(buf) && end < lo {
 		r.mismatches.Add(1)
 		r.fail(o.slot, o.id, end, "%v: short read ends at %d, the file was at least %d long (I4/I8)", o, end, lo)
 	}
@@ -338,7 +344,7 @@ func (r *runner) endRound(ops []*opRec, lost bool) error {
 			for i := 0; i+1 < len(pts); i++ {
 				a, b := pts[i], pts[i+1]
 				var vals cands
-				partial := false
+				partial, durable := false, false
 				for _, m := range mods {
 					ma, mb, val := m.touch()
 					if ma < b && mb > a {
@@ -346,7 +352,13 @@ func (r *runner) endRound(ops []*opRec, lost bool) error {
 						if !m.ok || lost {
 							partial = true
 						}
+						if m.ok && m.flags&unix.RWF_DSYNC != 0 {
+							durable = true // completed durably: survives the crash (I10)
+						}
 					}
+				}
+				if durable {
+					partial = false
 				}
 				if len(vals) == 0 {
 					continue
@@ -451,6 +463,7 @@ func (r *runner) report() Report {
 	rep.Completions = int(r.completions.Load())
 	rep.Busy = int(r.busy.Load())
 	rep.Crashes = r.crashes
+	rep.NoWait = int(r.nowait.Load())
 	if c, ok := r.t.(Checker); ok {
 		f, err := c.Check()
 		if err != nil {

@@ -102,3 +102,76 @@ func TestBugCrashExposesTruncatedTail(t *testing.T) {
 		})
 	}
 }
+
+// TestBugCrashExposesTruncatedTailTruncateUp: BUG-5 with a truncate up as
+// the extension (TestStressCrashSim seed 3: #856 Truncate(515216) in round
+// 17, Sync, #908 Truncate(521008) in round 18, power cut: the gap shows the
+// bytes the first truncate removed).
+func TestBugCrashExposesTruncatedTailTruncateUp(t *testing.T) {
+	for _, hp := range []aiodio.HolePolicy{aiodio.Unwritten, aiodio.BufferedFallback} {
+		t.Run(hp.String(), func(t *testing.T) {
+			d := sim.New(sim.Options{Size: 64 << 20, Seed: 1})
+			defer d.Close()
+			if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			v, err := aiodio.OpenDevice(d, aiodio.Options{HolePolicy: hp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := v.OpenFile("f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := aiodio.AlignedBuffer(12288)
+			copy(w, bytes.Repeat([]byte{'x'}, len(w)))
+			if _, err := f.WriteAt(w, 512000); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Truncate(515216); err != nil { // mid-block
+				t.Fatal(err)
+			}
+			if err := v.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Truncate(521008); err != nil { // extends: [515216, 521008) must read zeros
+				t.Fatal(err)
+			}
+			g, err := v.OpenFile("g", os.O_RDWR|os.O_CREATE, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := g.WriteAt([]byte("z"), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.Sync(); err != nil { // (group) commit
+				t.Fatal(err)
+			}
+			nd := d.Crash(sim.CrashOptions{})
+			defer nd.Close()
+			v.Close()
+			v2, err := aiodio.OpenDevice(nd, aiodio.Options{HolePolicy: hp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v2.Close()
+			h, err := v2.OpenFile("f", os.O_RDONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			fi, _ := h.Stat()
+			if fi.Size() <= 515216 {
+				t.Skipf("the truncate up did not survive (size %d)", fi.Size())
+			}
+			got := make([]byte, fi.Size()-515216)
+			n, err := h.ReadAt(got, 515216)
+			if n != len(got) {
+				t.Fatalf("read %d, %v", n, err)
+			}
+			if i := bytes.IndexFunc(got, func(r rune) bool { return r != 0 }); i >= 0 {
+				t.Fatalf("after the crash (size %d): byte at %d, past the synced truncate to 515216, is %q: truncated data came back", fi.Size(), 515216+i, got[i])
+			}
+		})
+	}
+}
