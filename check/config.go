@@ -45,6 +45,15 @@ type Config struct {
 	// hold its synced value or a value of that round's ops, never stale
 	// data (I11). 0: never.
 	CrashEvery int
+	// Faults, when set, is called with true before each round's ops start
+	// and with false once they have all completed (quiescent points,
+	// verifications and crashes run without faults): a test installs and
+	// removes device fault injections there.
+	Faults func(on bool)
+	// ExpectErrors: op errors matching it (errors.Is) are injected faults,
+	// counted in Report.Injected instead of Errors; the model treats the
+	// op as failed (its range may hold old or new data).
+	ExpectErrors error
 	// Prefix is prepended to the file names ("stress-N").
 	Prefix string
 	// Poison is the marker the device was filled with (default
@@ -150,6 +159,8 @@ type Report struct {
 	// NoWait counts async ops with RWF_NOWAIT that completed with EAGAIN
 	// (allowed: nothing done; the model accepts old or new data).
 	NoWait int
+	// Injected counts op errors matching Config.ExpectErrors.
+	Injected int
 	// Crashes counts power cuts survived (CrashEvery).
 	Crashes int
 	// Findings are the target's consistency check findings.
@@ -177,6 +188,9 @@ func (r *Report) String() string {
 		}
 	}
 	fmt.Fprintf(&b, "  ops: %s\n", strings.Join(kinds, " "))
+	if r.Injected > 0 {
+		fmt.Fprintf(&b, "  ops failed by injected faults: %d\n", r.Injected)
+	}
 	if r.Crashes > 0 {
 		fmt.Fprintf(&b, "  power cuts survived: %d\n", r.Crashes)
 	}

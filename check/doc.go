@@ -79,6 +79,12 @@
 // remount, fsck must be clean and every cell must hold its synced value or
 // a value of that round's ops, never stale or poisoned data (I11).
 //
+// TestStressEIOSim (Config.Faults, ExpectErrors) fails a few device reads
+// with EIO in every round: the ops that hit them must fail with the error,
+// async ops still complete exactly once, nothing hangs, and every byte read
+// still verifies. Async ops also carry RWF_NOWAIT (EAGAIN allowed) and
+// RWF_DSYNC (a completed one must survive the next power cut).
+//
 // Package check/bugrepro holds the minimal reproductions of the engine bugs
 // this suite found.
 //

@@ -62,8 +62,8 @@ type runner struct {
 	crashes int
 	nextID  uint16
 
-	bytesWritten, bytesRead, bytesVerified, poison atomic.Int64
-	mismatches, errs, completions, busy, nowait    atomic.Int64
+	bytesWritten, bytesRead, bytesVerified, poison        atomic.Int64
+	mismatches, errs, completions, busy, nowait, injected atomic.Int64
 
 	// mu protects failures.
 	mu       sync.Mutex
@@ -79,6 +79,10 @@ func (r *runner) fail(slot int, id uint16, off int64, format string, args ...any
 }
 
 func (r *runner) opError(o *opRec, err error) {
+	if r.cfg.ExpectErrors != nil && errors.Is(err, r.cfg.ExpectErrors) {
+		r.injected.Add(1)
+		return
+	}
 	r.errs.Add(1)
 	r.fail(o.slot, o.id, -1, "unexpected error: %v: %v", o, err)
 }
@@ -396,6 +400,10 @@ func (r *runner) runRound(ctx context.Context, ops []*opRec, queues []*queueStat
 		}
 	}
 	r.rinfo = ri
+	if r.cfg.Faults != nil {
+		r.cfg.Faults(true)
+		defer r.cfg.Faults(false)
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errc := make(chan error, r.cfg.Workers)

@@ -112,7 +112,7 @@ func (r *runner) complete(o *opRec, buf []byte, n int, err error) {
 		case o.flags&unix.RWF_NOWAIT != 0 && errors.Is(err, syscall.EAGAIN):
 			r.nowait.Add(1) // RWF_NOWAIT: would have waited
 		default:
-			r.opError(o, fmt.Errorf("wrote %d of %d: %v", n, len(buf), err))
+			r.opError(o, fmt.Errorf("wrote %d of %d: %w", n, len(buf), err))
 		}
 	case o.kind.isRead():
 		o.ok = err == nil && n == len(buf)
@@ -135,7 +135,7 @@ func (r *runner) complete(o *opRec, buf []byte, n int, err error) {
 			r.fail(o.slot, o.id, -1, "%v: full read with error %v", o, err)
 		}
 		r.bytesRead.Add(int64(n))
-		r.verifyRead(o, buf, n, !(o.flags&unix.RWF_NOWAIT != 0 && errors.Is(err, syscall.EAGAIN)))
+		r.verifyRead(o, buf, n, err == nil || errors.Is(err, io.EOF)) // a failed read may stop anywhere
 	default: // fsync
 		o.ok = err == nil
 		o.done.Store(r.clock.Add(1))
@@ -464,6 +464,7 @@ func (r *runner) report() Report {
 	rep.Busy = int(r.busy.Load())
 	rep.Crashes = r.crashes
 	rep.NoWait = int(r.nowait.Load())
+	rep.Injected = int(r.injected.Load())
 	if c, ok := r.t.(Checker); ok {
 		f, err := c.Check()
 		if err != nil {

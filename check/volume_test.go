@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -186,6 +187,61 @@ func TestStressCrashSim(t *testing.T) {
 			}
 			// Run ended by closing, fsck'ing (aiodio.FsckDevice) and
 			// reopening the volume; findings fail runStress.
+			closed = true
+			if err := tg.Close(); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+		})
+	}
+}
+
+// TestStressEIOSim runs the stress on a poisoned sim device that fails
+// device reads with EIO during the rounds (a few per round, at seeded
+// points): direct reads, page fills and the read-modify-write of unaligned
+// writes, truncates and punches hit them. Errors must come back to the op
+// that hit them, every async op must complete exactly once, nothing may
+// hang (error paths release their locks: I9), and every byte read, then and
+// afterwards, must still verify (I1, I2, I12).
+func TestStressEIOSim(t *testing.T) {
+	for _, hp := range policies {
+		t.Run(hp.String(), func(t *testing.T) {
+			seed := testSeed(t)
+			d := sim.New(sim.Options{Size: volSize, Seed: seed, Latency: 50 * time.Microsecond, LatencyJitter: true, Completers: 2})
+			t.Cleanup(func() { d.Close() })
+			d.Poison(DefaultPoison)
+			if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			tg, err := OpenVolumeDevice(d, aiodio.Options{HolePolicy: hp, CacheBytes: 8 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			closed := false
+			t.Cleanup(func() {
+				if !closed {
+					tg.Close()
+				}
+			})
+			round := 0
+			var inj []*sim.Injection
+			faults := func(on bool) {
+				if !on {
+					for _, i := range inj {
+						i.Remove()
+					}
+					inj = inj[:0]
+					return
+				}
+				round++
+				for k := 0; k < 3; k++ {
+					inj = append(inj, d.Inject(sim.Fault{Ops: sim.OpRead, After: (round*7 + k*13) % 40, Count: 1}))
+				}
+			}
+			rep := runStress(t, tg, Config{Seed: seed, Ops: 1500, MaxFileSize: 512 << 10, Faults: faults, ExpectErrors: syscall.EIO})
+			t.Logf("%d ops failed by injected EIO", rep.Injected)
+			if rep.Injected == 0 {
+				t.Fatal("no injected error reached an op")
+			}
 			closed = true
 			if err := tg.Close(); err != nil {
 				t.Fatalf("close: %v", err)
