@@ -41,8 +41,11 @@
 //     (conversion may group-commit, DSYNC commits) runs on the Engine's
 //     end-I/O workers, never on a device callback; the rest runs inline.
 //  7. Fallback: the submitter waits for every submitted request (I3, seed
-//     000), writes the remainder from the exact byte the direct part ended
-//     through the cache, writes it back and waits (I10), and completes once
+//     000), converts and invalidates the direct part (so no page cached
+//     while it was in flight carries its old bytes into the remainder's
+//     write-back when blocks are smaller than pages), writes the remainder
+//     from the exact byte the direct part ended through the cache, writes
+//     it back and waits (I10), and completes once
 //     with the total (I4, seed 003). Such a write completes before Write
 //     returns (the 2003 design made extending AIO synchronous the same way).
 //

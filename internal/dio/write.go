@@ -487,6 +487,15 @@ func (d *dop) finishFallback(excl bool) {
 			in.GrowSize(dend)
 		}
 	}
+	// The second invalidation of the direct part (I5), before the
+	// remainder goes through the cache: with blocks smaller than pages the
+	// page holding dend also holds direct-part bytes, and a copy a buffered
+	// reader cached while they were in flight holds the old ones; written
+	// into and written back, it would put them back over the direct data.
+	// Its failure never changes the outcome.
+	if c := in.cacheFor(off, dend-off); c != nil && dend > off {
+		_ = c.Invalidate(off, dend-off)
+	}
 	n := 0
 	if err == nil {
 		n = int(dend - off)
@@ -497,9 +506,6 @@ func (d *dop) finishFallback(excl bool) {
 	}
 	if err == nil && op.Flags&DSync != 0 {
 		err = e.ext.Commit()
-	}
-	if c := in.cacheFor(off, dend-off); c != nil && dend > off {
-		_ = c.Invalidate(off, dend-off)
 	}
 	if d.ranged {
 		in.Ranges.Unlock(&d.rng)
