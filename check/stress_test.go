@@ -22,6 +22,7 @@ var (
 	workersFlag = flag.Int("check.workers", 0, "workers (0: default)")
 	roundFlag   = flag.Int("check.roundops", 0, "ops per round (0: default)")
 	depthFlag   = flag.Int("check.depth", 0, "async queue depth per worker (0: default)")
+	bsFlag      = flag.Int("check.blocksize", 0, "volume block size for the sim tests (0: 4096)")
 )
 
 // parseWeights parses -check.weights.

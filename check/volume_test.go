@@ -117,19 +117,39 @@ func TestStressPoisonLoop4K(t *testing.T) {
 					t.Fatalf("%s: logical block size %s, want 4096", loop, s)
 				}
 			}
-			stressVolumePath(t, loop, hp, 2000)
+			stressVolumePath(t, loop, hp, 1500)
 		})
 	}
 }
 
 func TestStressPoisonSim(t *testing.T) {
+	type variant struct {
+		hp        aiodio.HolePolicy
+		blockSize int // 0: 4096 (or -check.blocksize)
+		ops       int
+	}
+	var vs []variant
 	for _, hp := range policies {
-		t.Run(hp.String(), func(t *testing.T) {
+		vs = append(vs, variant{hp, *bsFlag, 1500})
+	}
+	if *bsFlag == 0 {
+		// Blocks smaller than pages: partial-page blocks, more edges.
+		for _, hp := range policies {
+			vs = append(vs, variant{hp, 1024, 800})
+		}
+	}
+	for _, v := range vs {
+		hp := v.hp
+		name := hp.String()
+		if v.blockSize != 0 {
+			name = fmt.Sprintf("%s-%dB-blocks", hp, v.blockSize)
+		}
+		t.Run(name, func(t *testing.T) {
 			seed := testSeed(t)
 			d := sim.New(sim.Options{Size: volSize, Seed: seed, Latency: 200 * time.Microsecond, LatencyJitter: true, Completers: 2})
 			t.Cleanup(func() { d.Close() })
 			d.Poison(DefaultPoison)
-			if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{}); err != nil {
+			if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{BlockSize: v.blockSize}); err != nil {
 				t.Fatal(err)
 			}
 			tg, err := OpenVolumeDevice(d, aiodio.Options{HolePolicy: hp, CacheBytes: 8 << 20})
@@ -143,7 +163,7 @@ func TestStressPoisonSim(t *testing.T) {
 				}
 			})
 			// One ring shared by all workers: concurrent Submit and Wait (I2).
-			runStress(t, tg, Config{Seed: seed, Ops: 1500, MaxFileSize: 512 << 10, SharedQueue: true})
+			runStress(t, tg, Config{Seed: seed, Ops: v.ops, MaxFileSize: 512 << 10, SharedQueue: true})
 			closed = true
 			if err := tg.Close(); err != nil {
 				t.Fatalf("close: %v", err)
@@ -167,7 +187,7 @@ func TestStressCrashSim(t *testing.T) {
 			d := sim.New(sim.Options{Size: volSize, Seed: seed, Latency: 50 * time.Microsecond, LatencyJitter: true, Completers: 2})
 			t.Cleanup(func() { d.Close() })
 			d.Poison(DefaultPoison)
-			if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{}); err != nil {
+			if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{BlockSize: *bsFlag}); err != nil {
 				t.Fatal(err)
 			}
 			tg, err := OpenVolumeSim(d, aiodio.Options{HolePolicy: hp, CacheBytes: 8 << 20},
@@ -209,7 +229,7 @@ func TestStressEIOSim(t *testing.T) {
 			d := sim.New(sim.Options{Size: volSize, Seed: seed, Latency: 50 * time.Microsecond, LatencyJitter: true, Completers: 2})
 			t.Cleanup(func() { d.Close() })
 			d.Poison(DefaultPoison)
-			if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{}); err != nil {
+			if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{BlockSize: *bsFlag}); err != nil {
 				t.Fatal(err)
 			}
 			tg, err := OpenVolumeDevice(d, aiodio.Options{HolePolicy: hp, CacheBytes: 8 << 20})
