@@ -13,8 +13,8 @@
 //
 //  1. Validate; with StrictAlignment, EINVAL for an offset or length that is
 //     not a multiple of the logical sector size or a buffer not aligned to
-//     the device's MemAlign (Linux O_DIRECT). RWF_NOWAIT turns every lock or
-//     drain wait into EAGAIN.
+//     the device's MemAlign (Linux O_DIRECT). RWF_NOWAIT turns every wait
+//     before submission into EAGAIN (see RWF_NOWAIT below).
 //  2. Inode lock shared, or exclusive (then drain) when the write starts
 //     past a size that ends inside a block (the tail of that block is
 //     zeroed first; meta.Truncate leaves it to us; I1) or has a partial
@@ -45,9 +45,9 @@
 //     while it was in flight carries its old bytes into the remainder's
 //     write-back when blocks are smaller than pages), writes the remainder
 //     from the exact byte the direct part ended through the cache, writes
-//     it back and waits (I10), and completes once
-//     with the total (I4, seed 003). Such a write completes before Write
-//     returns (the 2003 design made extending AIO synchronous the same way).
+//     it back and waits (I10), and completes once with the total (I4, seed
+//     003). Such a write completes before Write returns (the 2003 design
+//     made extending AIO synchronous the same way).
 //
 // Reads hold the inode lock shared until submission, write back dirty
 // cached pages first (I5), read the size under the lock and clip to it
@@ -91,8 +91,8 @@
 //
 // # Short device transfers (I4)
 //
-// The device layer guarantees none: device.Request says "On success N
-// equals the request's length", and every backend resubmits short
+// The device layer already guarantees there are none: device.Request says
+// "On success N equals the request's length", and every backend resubmits short
 // transfers for the remainder itself (device/doc.go; device/uring.go and
 // device/threads.go loop until the length is moved or an error occurs).
 // The engine does not rely on it alone: a request that completes without
