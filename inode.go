@@ -326,8 +326,17 @@ func (in *inode) writeAt(p []byte, off int64, appendMode bool) (int, int64, erro
 	return n, off, err
 }
 
-// zeroTail zeroes, through the cache, the bytes from the old size to the end
-// of its block (or to limit), before the size moves over them.
+// zeroTail zeroes the bytes from the old size to the end of its block (or to
+// limit), before the size moves over them, and writes the zeroed pages back
+// and waits.
+//
+// The write-back makes the zeroing part of the data that any later record
+// raising the size over it covers (O2): the device may still hold bytes a
+// truncate cut off (a truncate leaves its partial block's tail alone, and a
+// power cut can lose a zeroing that only reached the cache). Without it, a
+// size raised by the writeback of pages further on could be committed while
+// the old end-of-file block still held those bytes on the device, and a
+// crash would expose them (I1, I11; BUG-5 of the stress suite).
 //
 // Preconditions: inode lock exclusive, drain empty; wsize >= limit.
 func (in *inode) zeroTail(size, limit int64) error {
@@ -335,7 +344,12 @@ func (in *inode) zeroTail(size, limit int64) error {
 	if size%bs == 0 {
 		return nil
 	}
-	return in.zeroCached(size, min(limit, (size/bs+1)*bs))
+	end := min(limit, (size/bs+1)*bs)
+	if err := in.zeroCached(size, end); err != nil {
+		return err
+	}
+	start := size - size%pagecache.PageSize
+	return in.cache.WriteAndWait(start, end-start)
 }
 
 // zeroCached writes zeros through the cache over [off, end).
