@@ -387,15 +387,6 @@ func (f *File) Punch(off, n int64) error {
 	}
 	end := off + n
 	size := f.b.Size()
-	if ff, ef := (off+PageSize-1)>>pageShift, end>>pageShift; ff < ef {
-		f.mu.Lock()
-		if f.closed {
-			f.mu.Unlock()
-			return errClosed
-		}
-		f.dropLocked(ff, ef-1)
-		f.mu.Unlock()
-	}
 	fp, lp := off>>pageShift, (end-1)>>pageShift
 	if r := int(off & (PageSize - 1)); r != 0 {
 		to := PageSize
@@ -410,6 +401,18 @@ func (f *File) Punch(off, n int64) error {
 		if err := f.zeroInPage(lp, 0, r, size, true); err != nil {
 			return errf("punch", off, err)
 		}
+	}
+	// Drop the whole pages last: zeroing an edge page may need a read that
+	// fails, and a failed punch must not have dropped dirty pages (an
+	// earlier punch's or write's data that has not been written back yet).
+	if ff, ef := (off+PageSize-1)>>pageShift, end>>pageShift; ff < ef {
+		f.mu.Lock()
+		if f.closed {
+			f.mu.Unlock()
+			return errClosed
+		}
+		f.dropLocked(ff, ef-1)
+		f.mu.Unlock()
 	}
 	return nil
 }
