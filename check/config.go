@@ -161,6 +161,9 @@ type Report struct {
 	NoWait int
 	// Injected counts op errors matching Config.ExpectErrors.
 	Injected int
+	// RemovedErrs counts ops that failed with ESTALE or ENOENT because
+	// their file was removed during the round (allowed).
+	RemovedErrs int
 	// Crashes counts power cuts survived (CrashEvery).
 	Crashes int
 	// Findings are the target's consistency check findings.
@@ -188,6 +191,9 @@ func (r *Report) String() string {
 		}
 	}
 	fmt.Fprintf(&b, "  ops: %s\n", strings.Join(kinds, " "))
+	if r.RemovedErrs > 0 {
+		fmt.Fprintf(&b, "  ops on files removed under them (ESTALE/ENOENT): %d\n", r.RemovedErrs)
+	}
 	if r.Injected > 0 {
 		fmt.Fprintf(&b, "  ops failed by injected faults: %d\n", r.Injected)
 	}

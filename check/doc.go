@@ -14,7 +14,10 @@
 // queue keeping QueueDepth ops in flight): async direct writes (often
 // extending, at or past EOF), async and sync direct and buffered reads and
 // writes, async fsync, Stat of the file and of its name, truncates (down and
-// up), hole punches, zero-range and KEEP_SIZE preallocation (also past EOF).
+// up), hole punches, zero-range and KEEP_SIZE preallocation (also past EOF),
+// and removing a file while its ops run (they may fail with ESTALE/ENOENT;
+// it is recreated after the round, and its freed blocks must never receive
+// a late write: that would show as another file's data in the others).
 // Between rounds everything is quiescent; every VerifyEvery rounds and at the
 // end, every file is synced and read whole. Every RecycleEvery rounds one
 // file is removed and created anew, so its freed blocks go to the others.

@@ -28,11 +28,12 @@ const (
 	kZeroRange                 // Fallocate(ZERO_RANGE|KEEP_SIZE)
 	kAlloc                     // Fallocate(KEEP_SIZE): allocation only, also past EOF
 	kSync                      // File.Sync
+	kRemove                    // Target.Remove of the file while its ops run; recreated after the round
 	numKinds
 )
 
 var kindNames = [numKinds]string{"async-write", "async-read", "async-buf-write", "async-buf-read", "async-fsync",
-	"direct-write", "direct-read", "buf-write", "buf-read", "stat", "stat-name", "truncate", "punch", "zero-range", "falloc", "sync"}
+	"direct-write", "direct-read", "buf-write", "buf-read", "stat", "stat-name", "truncate", "punch", "zero-range", "falloc", "sync", "remove"}
 
 func (k kind) String() string {
 	if k < numKinds {
@@ -46,6 +47,7 @@ var kindWeights = [numKinds]int{
 	kAsyncWrite: 200, kAsyncRead: 100, kAsyncBufWrite: 30, kAsyncBufRead: 30, kAsyncFsync: 15,
 	kDirectWrite: 80, kDirectRead: 90, kBufWrite: 100, kBufRead: 110,
 	kStat: 50, kStatName: 25, kTruncate: 50, kPunch: 50, kZeroRange: 20, kAlloc: 20, kSync: 30,
+	kRemove: 4,
 }
 
 func (k kind) isWrite() bool {
@@ -105,7 +107,7 @@ func (o *opRec) String() string {
 	switch {
 	case o.kind == kTruncate:
 		s += fmt.Sprintf(" size=%d", o.off)
-	case o.kind == kStat || o.kind == kStatName || o.kind == kSync || o.kind == kAsyncFsync:
+	case o.kind == kStat || o.kind == kStatName || o.kind == kSync || o.kind == kAsyncFsync || o.kind == kRemove:
 	default:
 		s += fmt.Sprintf(" [%d,%d) len=%d", o.off, o.off+o.n, o.n)
 	}
@@ -259,6 +261,8 @@ func (g *generator) next(idx, round, slot int, id uint16, gen *uint32) *opRec {
 		}
 		o.off = min(o.off, g.cfg.MaxFileSize)
 		g.nominal[slot] = o.off
+	case k == kRemove:
+		g.nominal[slot] = 0 // recreated empty after the round
 	case k == kPunch || k == kZeroRange || k == kAlloc:
 		o.off = g.offsetIn(nom + 4096)
 		o.n = g.length()

@@ -37,6 +37,7 @@ type roundInfo struct {
 	mods     [][]*opRec // per slot: ops that change contents, in op order
 	hasTrunc []bool
 	hi       []int64 // per slot: the largest size possible during the round
+	removes  []bool  // per slot: the file is removed during the round
 }
 
 // failure is a recorded failure, rendered with its op log at the end.
@@ -62,8 +63,8 @@ type runner struct {
 	crashes int
 	nextID  uint16
 
-	bytesWritten, bytesRead, bytesVerified, poison        atomic.Int64
-	mismatches, errs, completions, busy, nowait, injected atomic.Int64
+	bytesWritten, bytesRead, bytesVerified, poison                     atomic.Int64
+	mismatches, errs, completions, busy, nowait, injected, removedErrs atomic.Int64
 
 	// mu protects failures.
 	mu       sync.Mutex
@@ -81,6 +82,11 @@ func (r *runner) fail(slot int, id uint16, off int64, format string, args ...any
 func (r *runner) opError(o *opRec, err error) {
 	if r.cfg.ExpectErrors != nil && errors.Is(err, r.cfg.ExpectErrors) {
 		r.injected.Add(1)
+		return
+	}
+	if ri := r.rinfo; ri != nil && ri.removes != nil && ri.removes[o.slot] &&
+		(errors.Is(err, syscall.ESTALE) || errors.Is(err, syscall.ENOENT)) {
+		r.removedErrs.Add(1) // the file was removed under the op (aiodio: ErrRemoved)
 		return
 	}
 	r.errs.Add(1)
@@ -137,9 +143,14 @@ func (r *runner) openSlot(fs *fileState, create bool) error {
 }
 
 func (r *runner) closeSlot(fs *fileState) error {
-	e1 := fs.direct.Close()
-	e2 := fs.buffered.Close()
-	return errors.Join(e1, e2)
+	var errs []error
+	for _, f := range []File{fs.direct, fs.buffered} {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	fs.direct, fs.buffered = nil, nil
+	return errors.Join(errs...)
 }
 
 func (r *runner) newIncarnation(fs *fileState) error {
@@ -300,6 +311,9 @@ func (r *runner) run(ctx context.Context) error {
 			r.crashes++
 			for _, fs := range r.files {
 				fs.direct, fs.buffered = nil, nil // dead with the old mount
+				if r.rinfo.removes[fs.slot] {
+					continue // removed in the round (durably or not): endRound recreates it
+				}
 				if err := r.openSlot(fs, false); err != nil {
 					return fmt.Errorf("after the crash of round %d: %w", round, err)
 				}
@@ -383,7 +397,7 @@ func (r *runner) run(ctx context.Context) error {
 
 // runRound runs ops concurrently on the workers and waits for all of them.
 func (r *runner) runRound(ctx context.Context, ops []*opRec, queues []*queueState) error {
-	ri := &roundInfo{mods: make([][]*opRec, len(r.files)), hasTrunc: make([]bool, len(r.files)), hi: make([]int64, len(r.files))}
+	ri := &roundInfo{mods: make([][]*opRec, len(r.files)), hasTrunc: make([]bool, len(r.files)), hi: make([]int64, len(r.files)), removes: make([]bool, len(r.files))}
 	for i, fs := range r.files {
 		ri.hi[i] = fs.size
 	}
@@ -392,6 +406,8 @@ func (r *runner) runRound(ctx context.Context, ops []*opRec, queues []*queueStat
 			ri.mods[o.slot] = append(ri.mods[o.slot], o)
 		}
 		switch {
+		case o.kind == kRemove:
+			ri.removes[o.slot] = true
 		case o.kind == kTruncate:
 			ri.hasTrunc[o.slot] = true
 			ri.hi[o.slot] = max(ri.hi[o.slot], o.off)

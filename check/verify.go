@@ -86,6 +86,8 @@ func (r *runner) execSync(o *opRec) {
 		err = fs.handle(o).Fallocate(unix.FALLOC_FL_KEEP_SIZE, o.off, o.n)
 	case kSync:
 		err = fs.handle(o).Sync()
+	case kRemove:
+		err = r.t.Remove(fs.name)
 	}
 	o.err = err
 	o.ok = err == nil
@@ -152,6 +154,9 @@ func (r *runner) sizeBounds(slot int, start int64) (lo, hi int64, exact bool) {
 	ri := r.rinfo
 	fs := r.files[slot]
 	hi = ri.hi[slot]
+	if ri.removes != nil && ri.removes[slot] {
+		return 0, maxOffset, false // removed during the round: sizes are not checked
+	}
 	if ri.hasTrunc[slot] {
 		return 0, hi, false
 	}
@@ -308,6 +313,16 @@ func (r *runner) genOp(g uint32) string {
 func (r *runner) endRound(ops []*opRec, lost bool) error {
 	ri := r.rinfo
 	for _, fs := range r.files {
+		if ri.removes != nil && ri.removes[fs.slot] {
+			// Removed during the round: its blocks are free (and reused
+			// by the others: late writes would show there as foreign
+			// data). Create it anew.
+			r.closeSlot(fs) // errors: the file is gone (ESTALE) or fine
+			if err := r.newIncarnation(fs); err != nil {
+				return fmt.Errorf("recreate %s after its removal: %w", fs.name, err)
+			}
+			continue
+		}
 		fi, err := fs.direct.Stat()
 		if err != nil {
 			return fmt.Errorf("stat %s: %w", fs.name, err)
@@ -465,6 +480,7 @@ func (r *runner) report() Report {
 	rep.Crashes = r.crashes
 	rep.NoWait = int(r.nowait.Load())
 	rep.Injected = int(r.injected.Load())
+	rep.RemovedErrs = int(r.removedErrs.Load())
 	if c, ok := r.t.(Checker); ok {
 		f, err := c.Check()
 		if err != nil {
