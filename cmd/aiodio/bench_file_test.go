@@ -139,8 +139,11 @@ func TestRunRingAllocs(t *testing.T) {
 		}
 		per := float64(m1.Mallocs-m0.Mallocs) / float64(res.ops)
 		t.Logf("%s: %d ops, %.3f allocations per op (whole process)", name, res.ops, per)
-		if !raceEnabled && per > 0.05 {
-			t.Errorf("%s: %.3f allocations per op, want 0 (a few per run are setup)", name, per)
+		// One allocation per op on the benchmark's side would show as >= 1;
+		// the background goroutines of the volume (flusher, commits)
+		// allocate a little whatever the op count, so the bound is loose.
+		if !raceEnabled && per >= 0.5 {
+			t.Errorf("%s: %.3f allocations per op, want 0 (a few per run are setup and background work)", name, per)
 		}
 	}
 }
