@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aiodio/aiodio"
+	"github.com/aiodio/aiodio/device"
 	"github.com/aiodio/aiodio/device/devbench"
 	"github.com/aiodio/aiodio/internal/fiorun"
 	"github.com/spf13/cobra"
@@ -91,6 +92,7 @@ type fileBench struct {
 	o     fileBenchOptions
 	dir   string
 	image string
+	dev   device.Device // the volume's device (opened here to report its engine)
 	v     *aiodio.Volume
 	f     *aiodio.File // the preallocated, fully written benchmark file
 	span  int64
@@ -168,21 +170,18 @@ func runBenchFile(ctx context.Context, a *app, o fileBenchOptions) error {
 	}
 	imgSize := b.span + scratch + b.span/16 + 64<<20
 	imgSize = (imgSize + 1<<20 - 1) &^ (1<<20 - 1)
+	defer b.closeVolume()
 	if err := b.setup(ctx, imgSize); err != nil {
-		if b.v != nil {
-			b.v.Close()
-		}
 		return err
 	}
-	defer func() {
-		if b.v != nil {
-			b.f.Close()
-			b.v.Close()
-		}
-	}()
 	if !o.json {
-		fmt.Fprintf(a.stdout, "aiodio bench file: volume image %s (%s), engine %s, file of %s, block %d B, %ds per workload\n",
-			b.image, formatSize(imgSize), o.engine, formatSize(b.span), b.bs, o.seconds)
+		info := b.dev.Info()
+		mode := "direct I/O"
+		if info.Cached {
+			mode = "CACHED: the filesystem refused O_DIRECT"
+		}
+		fmt.Fprintf(a.stdout, "aiodio bench file: volume image %s (%s), engine %s (%s), file of %s, block %d B, %ds per workload\n",
+			b.image, formatSize(imgSize), info.Engine, mode, formatSize(b.span), b.bs, o.seconds)
 	}
 	var rep benchReport
 	for _, w := range ws {
@@ -206,13 +205,7 @@ func runBenchFile(ctx context.Context, a *app, o fileBenchOptions) error {
 		}
 		rep.Workloads = append(rep.Workloads, row)
 	}
-	f, v := b.f, b.v
-	b.v = nil
-	if err := f.Close(); err != nil {
-		v.Close()
-		return fmt.Errorf("closing the benchmark file: %w", err)
-	}
-	if err := v.Close(); err != nil {
+	if err := b.closeVolume(); err != nil {
 		return fmt.Errorf("closing the volume: %w", err)
 	}
 	return printFileBench(a, rep, o.json)
@@ -227,11 +220,10 @@ func (b *fileBench) setup(ctx context.Context, imgSize int64) error {
 	if err := aiodio.Mkfs(b.image, aiodio.MkfsOptions{}); err != nil {
 		return fmt.Errorf("mkfs: %w", err)
 	}
-	v, err := aiodio.Open(b.image, aiodio.Options{Engine: b.o.engine, Logger: b.a.log})
-	if err != nil {
-		return fmt.Errorf("opening the volume: %w", err)
+	if err := b.openVolume(false); err != nil {
+		return err
 	}
-	b.v = v
+	v := b.v
 	b.bs = v.BlockSize()
 	f, err := v.OpenFile("bench", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT, 0o644)
 	if err != nil {
@@ -298,24 +290,54 @@ loop:
 	return nil
 }
 
+// openVolume opens the volume on the image (as aiodio.Open does, but with
+// the device opened here so that its engine can be reported), with or
+// without the whole-file serialization of unaligned direct writes.
+func (b *fileBench) openVolume(serialize bool) error {
+	dev, err := openDevice(b.image, device.OpenOptions{Engine: b.o.engine, Exclusive: true, Logger: b.a.log})
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", b.image, err)
+	}
+	v, err := aiodio.OpenDevice(dev, aiodio.Options{Logger: b.a.log, SerializeUnaligned: serialize})
+	if err != nil {
+		dev.Close()
+		return fmt.Errorf("opening the volume: %w", err)
+	}
+	b.dev, b.v = dev, v
+	return nil
+}
+
+// closeVolume closes the benchmark file (if open), the volume and its device.
+func (b *fileBench) closeVolume() error {
+	var errs []error
+	if b.f != nil {
+		errs = append(errs, b.f.Close())
+	}
+	if b.v != nil {
+		errs = append(errs, b.v.Close())
+	}
+	if b.dev != nil {
+		errs = append(errs, b.dev.Close())
+	}
+	b.f, b.v, b.dev = nil, nil, nil
+	return errors.Join(errs...)
+}
+
 // reopen closes the volume and opens it again, with the whole-file
 // serialization of unaligned direct writes (the I6 baseline) or without.
 func (b *fileBench) reopen(serialize bool) error {
-	f, v := b.f, b.v
-	b.f, b.v = nil, nil
-	if err := errors.Join(f.Close(), v.Close()); err != nil {
+	if err := b.closeVolume(); err != nil {
 		return fmt.Errorf("closing the volume: %w", err)
 	}
-	v, err := aiodio.Open(b.image, aiodio.Options{Engine: b.o.engine, Logger: b.a.log, SerializeUnaligned: serialize})
-	if err != nil {
-		return fmt.Errorf("reopening the volume: %w", err)
-	}
-	f, err = v.OpenFile("bench", os.O_RDWR|syscall.O_DIRECT, 0)
-	if err != nil {
-		v.Close()
+	if err := b.openVolume(serialize); err != nil {
 		return err
 	}
-	b.f, b.v = f, v
+	f, err := b.v.OpenFile("bench", os.O_RDWR|syscall.O_DIRECT, 0)
+	if err != nil {
+		b.closeVolume()
+		return err
+	}
+	b.f = f
 	return nil
 }
 
