@@ -58,8 +58,19 @@ type Cache interface {
 // with Invalidate instead (see cacheNowait).
 type CacheProber interface {
 	// NeedsWriteback reports whether any page of [off, off+n) is dirty or
-	// under writeback. It must not wait (a page lock, I/O).
+	// under writeback. It must not wait (a page lock, I/O). False must
+	// mean that WriteAndWait(off, n) would have nothing to do: the engine
+	// then skips that call (Linux's mapping_needs_writeback fast path).
 	NeedsWriteback(off, n int64) bool
+}
+
+// writeBack is step 3's write-back: WriteAndWait, skipped when the Cache
+// can tell that nothing in the range needs it.
+func writeBack(c Cache, off, n int64) error {
+	if p, ok := c.(CacheProber); ok && !p.NeedsWriteback(off, n) {
+		return nil
+	}
+	return c.WriteAndWait(off, n)
 }
 
 // CachePresence is an optional interface of a Cache: a cheap query, that

@@ -3,6 +3,7 @@ package dio
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -220,6 +221,39 @@ func TestCachePresenceSkipsEmptyRanges(t *testing.T) {
 	}
 	if p, d := r.cache.cachedBlocks(); p != 0 || d != 0 {
 		t.Fatalf("after a direct write over it: %d pages, %d dirty", p, d)
+	}
+	r.checkIdle()
+}
+
+// TestCacheProberSkipsCleanWriteback: with a Cache that implements
+// CacheProber, a direct op whose range has no dirty page skips WriteAndWait
+// (it still invalidates for a write), and one whose range has a dirty page
+// still writes it back first (I5).
+//
+// Checked by hand: ignoring NeedsWriteback in writeBack fails the first
+// check; always skipping fails the dirty-page read.
+func TestCacheProberSkipsCleanWriteback(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	r.in = NewInode(testIno, 0, proberCache{r.cache})
+	r.writeFile(0, 2, 2*testBS, nil)
+	if _, err := r.e.ReadAt(r.in, alignbuf.Alloc(testBS), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.e.WriteAt(r.in, alignbuf.Alloc(testBS), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.cache.Calls() {
+		if strings.HasPrefix(c, "writeandwait") {
+			t.Fatalf("write-back called with nothing dirty: %v", r.cache.Calls())
+		}
+	}
+	r.cache.dirtyPage(1, []byte("dirty!"))
+	got := alignbuf.Alloc(testBS)
+	if _, err := r.e.ReadAt(r.in, got, testBS, 0); err != nil {
+		t.Fatal(err)
+	}
+	if string(got[:6]) != "dirty!" {
+		t.Fatalf("direct read did not see the dirty cached page: %q", got[:6])
 	}
 	r.checkIdle()
 }

@@ -33,7 +33,7 @@ func (e *Engine) Read(op *Op) error {
 		if nowait {
 			err = cacheNowait(c, off, int64(len(op.Buf)), false)
 		} else {
-			err = c.WriteAndWait(off, int64(len(op.Buf)))
+			err = writeBack(c, off, int64(len(op.Buf)))
 		}
 		if err != nil {
 			in.Lock.RUnlock()

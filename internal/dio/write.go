@@ -143,7 +143,7 @@ func (e *Engine) write(op *Op, ua bool) error {
 		var err error
 		if nowait {
 			err = cacheNowait(c, lo, end-lo, true)
-		} else if err = c.WriteAndWait(lo, end-lo); err == nil {
+		} else if err = writeBack(c, lo, end-lo); err == nil {
 			err = c.Invalidate(lo, end-lo)
 		}
 		if err != nil {
