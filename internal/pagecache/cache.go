@@ -23,6 +23,7 @@ const MaxFileSize int64 = 1 << 60
 
 const (
 	maxRunPages   = 256  // writeback/read runs: at most 1 MiB per Backing call
+	wbInflight    = 8    // writeback runs in flight at once, cache-wide
 	slabPages     = 64   // page buffers are allocated 64 at a time, page aligned
 	chunkPages    = 64   // pages handled per step of a write or a miss
 	minLimitPages = 1024 // 4 MiB: the smallest memory limit accepted
@@ -99,6 +100,10 @@ type Cache struct {
 	closing   bool
 	closed    bool
 
+	// wbSem bounds the writeback runs in flight (one token per run), for
+	// the flusher and every Sync/WriteAndWait/Close together.
+	wbSem chan struct{}
+
 	kick chan struct{}
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -139,6 +144,7 @@ func New(o Options) *Cache {
 		age:      age,
 		raMax:    min(raMaxPages, maxPages/8),
 		files:    make(map[*File]struct{}),
+		wbSem:    make(chan struct{}, wbInflight),
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
@@ -380,8 +386,6 @@ func (c *Cache) flusher() {
 	interval := min(max(c.age/2, 10*time.Millisecond), time.Second)
 	t := time.NewTimer(interval)
 	defer t.Stop()
-	bp := bouncePool.Get().(*[]byte)
-	defer bouncePool.Put(bp)
 	for {
 		select {
 		case <-c.stop:
@@ -390,14 +394,14 @@ func (c *Cache) flusher() {
 		case <-t.C:
 			t.Reset(interval)
 		}
-		c.backgroundFlush(*bp)
+		c.backgroundFlush()
 	}
 }
 
 // backgroundFlush writes back files, oldest first, while dirty pages exceed
 // the background threshold or a file has been dirty longer than DirtyAge. It
 // stops at the first error (the next round retries: back-off).
-func (c *Cache) backgroundFlush(bounce []byte) {
+func (c *Cache) backgroundFlush() {
 	tried := make(map[*File]bool)
 	for {
 		select {
@@ -424,7 +428,7 @@ func (c *Cache) backgroundFlush(bounce []byte) {
 		pick.dirtiedWhen = now // pages dirtied from now on are new
 		c.mu.Unlock()
 		tried[pick] = true
-		if _, err := pick.flushRange(0, maxPageIdx, bounce, c.stop); err != nil {
+		if _, err := pick.flushRange(0, maxPageIdx, c.stop); err != nil {
 			c.log.Warn("pagecache: background writeback failed", "err", err)
 			return
 		}

@@ -33,17 +33,22 @@
 // (dirtied again while its old contents are being written), and may carry the
 // error flag (its last writeback failed). Clean uptodate pages sit on the
 // Cache's LRU list and are the only ones that can be evicted or invalidated.
-// Writeback copies a run of pages into a bounce buffer under the file lock
-// and calls WritePages without any lock held, so writers never wait for
-// writeback (no stable pages) and a page dirtied again during writeback keeps
-// its new data and stays dirty.
+// Writeback marks a run of pages (≤ 1 MiB) under writeback, copies them into
+// a bounce buffer under the file lock (shared) and calls WritePages without
+// any lock held, so writers never wait for writeback (no stable pages) and a
+// page dirtied again during writeback keeps its new data and stays dirty. Up
+// to 8 runs are in flight at once, cache-wide (the flusher and every Sync,
+// WriteAndWait and Close share the bound); they never overlap, because a
+// page already under writeback is never put in another run, and Sync,
+// WriteAndWait and Close return only after all their runs completed.
 //
 // # Invariants enforced
 //
 //   - Memory: pages resident ≤ Limit/PageSize at all times. New pages are
 //     obtained only by evicting clean pages (LRU with a second-chance
 //     referenced bit set lock-free by readers); when nothing can be evicted the
-//     allocator waits. Bounce buffers (≤ 1 MiB each, pooled) are not counted.
+//     allocator waits. Bounce buffers (≤ 1 MiB each, pooled, one per run in flight) are not
+//     counted.
 //   - Dirty: pages dirty or under writeback, plus pages reserved by writers
 //     about to dirty them, ≤ DirtyLimit/PageSize. A writer that would exceed it
 //     waits (throttling) on a condition while the flusher writes back; memory

@@ -3,8 +3,11 @@ package pagecache
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/aiodio/aiodio/internal/alignbuf"
 )
 
 // WriteAt copies p into the cache at off and marks the pages dirty. Partial
@@ -495,9 +498,7 @@ func (f *File) writeAndWait(first, last int64) error {
 		f.cond.Wait()
 	}
 	f.mu.Unlock()
-	bp := bouncePool.Get().(*[]byte)
-	_, err := f.flushRange(first, last, *bp, nil)
-	bouncePool.Put(bp)
+	_, err := f.flushRange(first, last, nil)
 	f.mu.Lock()
 	for f.anyLocked(first, last, pgWriteback) {
 		f.cond.Wait()
@@ -569,11 +570,26 @@ func (f *File) evict(pg *page) {
 	f.mu.Unlock()
 }
 
+// wbRun is one writeback run in flight: its pages and its bounce buffer.
+type wbRun struct {
+	start  int64 // page index of pages[0]
+	pages  []*page
+	bounce []byte
+}
+
+var wbRunPool = sync.Pool{New: func() any {
+	return &wbRun{pages: make([]*page, 0, maxRunPages), bounce: alignbuf.Alloc(maxRunPages * PageSize)}
+}}
+
 // flushRange writes back the dirty pages in [first, last] that are not
-// under writeback, in contiguous runs of at most maxRunPages, through
-// bounce. It returns the pages written and the first error; it continues
-// after errors and stops early when stop is closed.
-func (f *File) flushRange(first, last int64, bounce []byte, stop <-chan struct{}) (int, error) {
+// under writeback, in contiguous runs of at most maxRunPages. Up to
+// wbInflight runs (cache-wide, shared with every other flushRange) are in
+// flight at once; runs are disjoint because a page is marked under
+// writeback, under f.mu, before its run is submitted and flushRange skips
+// such pages. It returns, once all its runs have completed, the pages
+// written and the first error; it continues after errors and stops
+// submitting when stop is closed.
+func (f *File) flushRange(first, last int64, stop <-chan struct{}) (int, error) {
 	f.mu.Lock()
 	if len(f.dirty) == 0 {
 		f.mu.Unlock()
@@ -587,53 +603,95 @@ func (f *File) flushRange(first, last int64, bounce []byte, stop <-chan struct{}
 	}
 	f.mu.Unlock()
 	slices.Sort(idxs)
-	run := make([]*page, 0, maxRunPages)
-	written := 0
-	var firstErr error
+	var (
+		wg       sync.WaitGroup
+		resMu    sync.Mutex // protects written and firstErr
+		written  int
+		firstErr error
+	)
+	sem := f.c.wbSem
+submit:
 	for i := 0; i < len(idxs); {
 		if stop != nil {
 			select {
 			case <-stop:
-				return written, firstErr
+				break submit
 			default:
 			}
+			select {
+			case <-stop:
+				break submit
+			case sem <- struct{}{}:
+			}
+		} else {
+			sem <- struct{}{}
 		}
-		run = run[:0]
-		start := idxs[i]
+		r := wbRunPool.Get().(*wbRun)
+		r.pages = r.pages[:0]
+		r.start = idxs[i]
 		f.mu.Lock()
-		for j := i; j < len(idxs) && len(run) < maxRunPages && idxs[j] == start+int64(len(run)); j++ {
+		for j := i; j < len(idxs) && len(r.pages) < maxRunPages && idxs[j] == r.start+int64(len(r.pages)); j++ {
 			pg := f.pages[idxs[j]]
 			if pg == nil || pg.flags&pgDirty == 0 || pg.flags&pgWriteback != 0 {
 				break
 			}
-			run = append(run, pg)
+			r.pages = append(r.pages, pg)
 		}
-		if len(run) == 0 {
+		if len(r.pages) == 0 {
 			f.mu.Unlock()
+			<-sem
+			wbRunPool.Put(r)
 			i++
 			continue
 		}
-		i += len(run)
-		for k, pg := range run {
+		i += len(r.pages)
+		for _, pg := range r.pages {
 			pg.flags = pg.flags&^pgDirty | pgWriteback
 			delete(f.dirty, pg.idx)
-			copy(bounce[k*PageSize:], pg.data)
 		}
-		f.wbCount += len(run)
+		f.wbCount += len(r.pages)
 		f.mu.Unlock()
-		f.c.wbRuns.Add(1)
-		err := f.b.WritePages(start<<pageShift, bounce[:len(run)*PageSize])
-		if err != nil {
-			err = errf("writeback", start<<pageShift, err)
-			if firstErr == nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := f.writeRun(r)
+			<-sem
+			resMu.Lock()
+			written += n
+			if err != nil && firstErr == nil {
 				firstErr = err
 			}
-		} else {
-			written += len(run)
-		}
-		f.completeWriteback(run, err)
+			resMu.Unlock()
+		}()
 	}
+	wg.Wait()
 	return written, firstErr
+}
+
+// writeRun copies the pages of r (already marked under writeback) into its
+// bounce buffer, writes them with Backing.WritePages, completes their
+// writeback and returns r to the pool. Copying after the flag was set is
+// safe: a page under writeback is never dropped, and bytes written into it
+// meanwhile also made it dirty again, so they are written again later.
+func (f *File) writeRun(r *wbRun) (int, error) {
+	n := len(r.pages)
+	buf := r.bounce[:n*PageSize]
+	f.mu.RLock()
+	for k, pg := range r.pages {
+		copy(buf[k*PageSize:], pg.data)
+	}
+	f.mu.RUnlock()
+	f.c.wbRuns.Add(1)
+	err := f.b.WritePages(r.start<<pageShift, buf)
+	if err != nil {
+		err = errf("writeback", r.start<<pageShift, err)
+		n = 0
+	}
+	f.completeWriteback(r.pages, err)
+	clear(r.pages)
+	r.pages = r.pages[:0]
+	wbRunPool.Put(r)
+	return n, err
 }
 
 // completeWriteback ends writeback of run. On error the pages become dirty
