@@ -2,6 +2,7 @@ package bugrepro
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"syscall"
@@ -173,5 +174,92 @@ func TestBugCrashExposesTruncatedTailTruncateUp(t *testing.T) {
 				t.Fatalf("after the crash (size %d): byte at %d, past the synced truncate to 515216, is %q: truncated data came back", fi.Size(), 515216+i, got[i])
 			}
 		})
+	}
+}
+
+// TestBugCrashExposesTruncatedTailWriteAtEOF: BUG-5 after its fix
+// (56e1e4d), when the buffered extension starts exactly AT the old EOF (no
+// gap, so no tail zeroing), and a truncate up then commits a larger size.
+// Found by TestStressCrashSim -check.blocksize=1024 (seed 86: #2014
+// Truncate(454816) in round 41, Sync; #2028 buffered write [454816,458912)
+// and #2049 Truncate(458928) in round 42; power cut: [454816,...) shows the
+// data the synced truncate removed). The buffered data was never written
+// back (lost, fine); the size that covers the old EOF block was committed
+// while that block's tail on the device still held the truncated bytes.
+func TestBugCrashExposesTruncatedTailWriteAtEOF(t *testing.T) {
+	for _, bs := range []int{1024, 4096} {
+		for _, hp := range []aiodio.HolePolicy{aiodio.Unwritten, aiodio.BufferedFallback} {
+			t.Run(fmt.Sprintf("%v-%dB-blocks", hp, bs), func(t *testing.T) {
+				d := sim.New(sim.Options{Size: 64 << 20, Seed: 1})
+				defer d.Close()
+				if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{BlockSize: bs}); err != nil {
+					t.Fatal(err)
+				}
+				v, err := aiodio.OpenDevice(d, aiodio.Options{HolePolicy: hp})
+				if err != nil {
+					t.Fatal(err)
+				}
+				f, err := v.OpenFile("f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT, 0o644)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := v.OpenFile("f", os.O_RDWR, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				w := aiodio.AlignedBuffer(53248)
+				copy(w, bytes.Repeat([]byte{'x'}, len(w)))
+				if _, err := f.WriteAt(w, 423936); err != nil {
+					t.Fatal(err)
+				}
+				if err := f.Truncate(454816); err != nil { // mid-block
+					t.Fatal(err)
+				}
+				if err := v.Sync(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := b.WriteAt(bytes.Repeat([]byte{'y'}, 4096), 454816); err != nil { // at EOF, no gap
+					t.Fatal(err)
+				}
+				if err := f.Truncate(458928); err != nil { // up
+					t.Fatal(err)
+				}
+				g, err := v.OpenFile("g", os.O_RDWR|os.O_CREATE, 0o644)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := g.WriteAt([]byte("z"), 0); err != nil {
+					t.Fatal(err)
+				}
+				if err := g.Sync(); err != nil { // (group) commit
+					t.Fatal(err)
+				}
+				nd := d.Crash(sim.CrashOptions{})
+				defer nd.Close()
+				v.Close()
+				v2, err := aiodio.OpenDevice(nd, aiodio.Options{HolePolicy: hp})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer v2.Close()
+				h, err := v2.OpenFile("f", os.O_RDONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer h.Close()
+				fi, _ := h.Stat()
+				if fi.Size() <= 454816 {
+					t.Skipf("the larger size did not survive (size %d)", fi.Size())
+				}
+				got := make([]byte, fi.Size()-454816)
+				n, err := h.ReadAt(got, 454816)
+				if n != len(got) {
+					t.Fatalf("read %d, %v", n, err)
+				}
+				if i := bytes.IndexByte(got, 'x'); i >= 0 {
+					t.Fatalf("after the crash (size %d): byte at %d, past the synced truncate to 454816, is 'x': truncated data came back", fi.Size(), 454816+i)
+				}
+			})
+		}
 	}
 }
