@@ -172,7 +172,7 @@ func (c *Cache) Stats() Stats {
 // Open returns the cache of one inode. A nil Backing, or a closed cache,
 // gives a File whose methods fail with EBADF.
 func (c *Cache) Open(b Backing) *File {
-	f := &File{c: c, b: b, pages: make(map[int64]*page), dirty: make(map[int64]*page)}
+	f := &File{c: c, b: b, pages: newPageIndex(), dirty: newPageIndex()}
 	f.cond = sync.NewCond(&f.mu)
 	f.raMark.Store(-1)
 	c.mu.Lock()

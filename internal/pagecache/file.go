@@ -38,13 +38,14 @@ type File struct {
 	c *Cache
 	b Backing
 
-	// mu protects pages, dirty, the flags and data of every page in them,
+	// mu protects pages, dirty, slab, the flags and data of every page in them,
 	// wbCount, errCount, closed, wend and the errseq fields.
 	mu       sync.RWMutex
 	cond     *sync.Cond // on mu (exclusive): a page stopped being busy or under writeback
-	pages    map[int64]*page
-	dirty    map[int64]*page // pages with pgDirty
-	wbCount  int             // pages under writeback
+	pages    pageIndex
+	dirty    pageIndex // pages with pgDirty
+	wbCount  int       // pages under writeback
+	slab     []page    // page structs not handed out yet (newPageLocked)
 	closed   bool
 	errCount int    // pages with pgError
 	errSeq   uint64 // bumped on every writeback error
@@ -130,7 +131,7 @@ func (f *File) readCached(p []byte, off int64) (n int, miss bool, err error) {
 	}
 	for n < len(p) {
 		o := off + int64(n)
-		pg := f.pages[o>>pageShift]
+		pg := f.pages.get(o >> pageShift)
 		if pg == nil || pg.flags&pgUptodate == 0 {
 			f.mu.RUnlock()
 			return n, true, nil
@@ -221,7 +222,7 @@ func (f *File) fill(first, need, to int64, seq uint64, size int64) error {
 			f.mu.Unlock()
 			return errClosed
 		}
-		if pg := f.pages[first]; pg != nil && pg.flags&pgBusy != 0 {
+		if pg := f.pages.get(first); pg != nil && pg.flags&pgBusy != 0 {
 			f.cond.Wait()
 			continue
 		}
@@ -229,7 +230,7 @@ func (f *File) fill(first, need, to int64, seq uint64, size int64) error {
 	}
 	var missing []int64
 	for idx := first; idx < to; idx++ {
-		if f.pages[idx] == nil {
+		if f.pages.get(idx) == nil {
 			missing = append(missing, idx)
 		}
 	}
@@ -253,12 +254,12 @@ func (f *File) fill(first, need, to int64, seq uint64, size int64) error {
 	}
 	size = max(size, f.wend)
 	for _, idx := range missing {
-		if f.pages[idx] != nil {
+		if f.pages.get(idx) != nil {
 			continue
 		}
-		pg := &page{f: f, idx: idx, data: bufs[len(bufs)-1]}
+		pg := f.newPageLocked(idx, bufs[len(bufs)-1], 0)
 		bufs = bufs[:len(bufs)-1]
-		f.pages[idx] = pg
+		f.pages.set(idx, pg)
 		if idx<<pageShift >= size {
 			clear(pg.data)
 			pg.flags = pgUptodate
@@ -288,7 +289,7 @@ func (f *File) fill(first, need, to int64, seq uint64, size int64) error {
 	f.c.mu.Lock()
 	for i, pg := range toRead {
 		if failed[i] || pg.flags&pgStale != 0 {
-			delete(f.pages, pg.idx)
+			f.pages.del(pg.idx)
 			f.c.releaseLocked(pg)
 			if failed[i] && pg.flags&pgStale == 0 && rerr == nil && pg.idx < need {
 				rerr = errf("read", pg.idx<<pageShift, readErr)

@@ -83,7 +83,7 @@ func (f *File) writeChunk(src []byte, off, first, last int64) (used int64, err e
 		var rmw [2]int64
 		nr, nmiss := 0, 0
 		for idx := first; idx <= last; idx++ {
-			if f.pages[idx] != nil {
+			if f.pages.get(idx) != nil {
 				continue
 			}
 			nmiss++
@@ -117,14 +117,14 @@ func (f *File) writeChunk(src []byte, off, first, last int64) (used int64, err e
 		f.c.mu.Lock()
 		for idx := first; idx <= last; idx++ {
 			ps := idx << pageShift
-			pg := f.pages[idx]
+			pg := f.pages.get(idx)
 			if pg == nil {
-				pg = &page{f: f, idx: idx, data: bufs[len(bufs)-1], flags: pgUptodate}
+				pg = f.newPageLocked(idx, bufs[len(bufs)-1], pgUptodate)
 				bufs = bufs[:len(bufs)-1]
 				if !covered(idx) {
 					clear(pg.data)
 				}
-				f.pages[idx] = pg
+				f.pages.set(idx, pg)
 			}
 			lo, hi := max(off, ps), min(end, ps+PageSize)
 			copy(pg.data[lo-ps:hi-ps], src[lo-off:hi-off])
@@ -153,7 +153,7 @@ func (f *File) dirtyLocked(pg *page) int64 {
 		return 0
 	}
 	pg.flags |= pgDirty
-	f.dirty[pg.idx] = pg
+	f.dirty.set(pg.idx, pg)
 	if pg.flags&pgWriteback != 0 {
 		return 0 // already counted
 	}
@@ -198,37 +198,26 @@ func (f *File) anyLocked(first, last int64, mask uint8) bool {
 	if mask == pgWriteback && f.wbCount == 0 || mask == pgError && f.errCount == 0 {
 		return false
 	}
-	if last-first < int64(len(f.pages)) {
+	if last-first < idxChunkPages {
 		for idx := first; idx <= last; idx++ {
-			if pg := f.pages[idx]; pg != nil && pg.flags&mask != 0 {
+			if pg := f.pages.get(idx); pg != nil && pg.flags&mask != 0 {
 				return true
 			}
 		}
 		return false
 	}
-	for idx, pg := range f.pages {
-		if idx >= first && idx <= last && pg.flags&mask != 0 {
-			return true
+	found := false
+	f.pages.each(first, last, func(pg *page) {
+		if pg.flags&mask != 0 {
+			found = true
 		}
-	}
-	return false
+	})
+	return found
 }
 
 // forRangeLocked calls fn for every page in [first, last]; fn may delete it.
 func (f *File) forRangeLocked(first, last int64, fn func(*page)) {
-	if last-first < int64(len(f.pages)) {
-		for idx := first; idx <= last; idx++ {
-			if pg := f.pages[idx]; pg != nil {
-				fn(pg)
-			}
-		}
-		return
-	}
-	for idx, pg := range f.pages {
-		if idx >= first && idx <= last {
-			fn(pg)
-		}
-	}
+	f.pages.each(first, last, fn)
 }
 
 // readInLocked inserts busy pages for idxs (sorted, absent), reads them with
@@ -238,9 +227,9 @@ func (f *File) forRangeLocked(first, last int64, fn func(*page)) {
 func (f *File) readInLocked(idxs []int64, bufs [][]byte) ([][]byte, error) {
 	pgs := make([]*page, len(idxs))
 	for i, idx := range idxs {
-		pgs[i] = &page{f: f, idx: idx, data: bufs[len(bufs)-1], flags: pgBusy}
+		pgs[i] = f.newPageLocked(idx, bufs[len(bufs)-1], pgBusy)
 		bufs = bufs[:len(bufs)-1]
-		f.pages[idx] = pgs[i]
+		f.pages.set(idx, pgs[i])
 	}
 	f.mu.Unlock()
 	failed := make([]bool, len(pgs))
@@ -249,7 +238,7 @@ func (f *File) readInLocked(idxs []int64, bufs [][]byte) ([][]byte, error) {
 	f.c.mu.Lock()
 	for i, pg := range pgs {
 		if failed[i] || pg.flags&pgStale != 0 {
-			delete(f.pages, pg.idx)
+			f.pages.del(pg.idx)
 			f.c.releaseLocked(pg)
 			continue
 		}
@@ -285,7 +274,7 @@ func (f *File) zeroInPage(idx int64, from, to int, size int64, readIfAbsent bool
 			f.mu.Unlock()
 			continue
 		}
-		pg := f.pages[idx]
+		pg := f.pages.get(idx)
 		if pg == nil {
 			if !readIfAbsent || idx<<pageShift >= max(size, f.wend) {
 				f.mu.Unlock()
@@ -336,9 +325,9 @@ func (f *File) dropLocked(first, last int64) {
 	c := f.c
 	c.mu.Lock()
 	f.forRangeLocked(first, last, func(pg *page) {
-		delete(f.pages, pg.idx)
+		f.pages.del(pg.idx)
 		if pg.flags&pgDirty != 0 {
-			delete(f.dirty, pg.idx)
+			f.dirty.del(pg.idx)
 			f.unaccountLocked(1)
 		}
 		if pg.flags&pgError != 0 {
@@ -453,7 +442,7 @@ func (f *File) Invalidate(off, n int64) error {
 			pg.flags |= pgStale
 			return
 		}
-		delete(f.pages, pg.idx)
+		f.pages.del(pg.idx)
 		c.releaseLocked(pg)
 	})
 	c.mu.Unlock()
@@ -473,7 +462,7 @@ func (f *File) NeedsWriteback(off, n int64) bool {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if f.closed || len(f.dirty) == 0 && f.wbCount == 0 {
+	if f.closed || f.dirty.len() == 0 && f.wbCount == 0 {
 		return false
 	}
 	return f.anyLocked(off>>pageShift, (off+n-1)>>pageShift, pgDirty|pgWriteback)
@@ -560,8 +549,8 @@ func (f *File) Close() error {
 // allocator with no lock held).
 func (f *File) evict(pg *page) {
 	f.mu.Lock()
-	if f.pages[pg.idx] == pg && pg.flags&(pgBusy|pgDirty|pgWriteback) == 0 {
-		delete(f.pages, pg.idx)
+	if f.pages.get(pg.idx) == pg && pg.flags&(pgBusy|pgDirty|pgWriteback) == 0 {
+		f.pages.del(pg.idx)
 		f.c.mu.Lock()
 		f.c.releaseLocked(pg)
 		f.c.mu.Unlock()
@@ -591,16 +580,16 @@ var wbRunPool = sync.Pool{New: func() any {
 // submitting when stop is closed.
 func (f *File) flushRange(first, last int64, stop <-chan struct{}) (int, error) {
 	f.mu.Lock()
-	if len(f.dirty) == 0 {
+	if f.dirty.len() == 0 {
 		f.mu.Unlock()
 		return 0, nil
 	}
-	idxs := make([]int64, 0, len(f.dirty))
-	for idx, pg := range f.dirty {
-		if idx >= first && idx <= last && pg.flags&pgWriteback == 0 {
-			idxs = append(idxs, idx)
+	idxs := make([]int64, 0, f.dirty.len())
+	f.dirty.each(first, last, func(pg *page) {
+		if pg.flags&pgWriteback == 0 {
+			idxs = append(idxs, pg.idx)
 		}
-	}
+	})
 	f.mu.Unlock()
 	slices.Sort(idxs)
 	var (
@@ -631,7 +620,7 @@ submit:
 		r.start = idxs[i]
 		f.mu.Lock()
 		for j := i; j < len(idxs) && len(r.pages) < maxRunPages && idxs[j] == r.start+int64(len(r.pages)); j++ {
-			pg := f.pages[idxs[j]]
+			pg := f.pages.get(idxs[j])
 			if pg == nil || pg.flags&pgDirty == 0 || pg.flags&pgWriteback != 0 {
 				break
 			}
@@ -647,7 +636,7 @@ submit:
 		i += len(r.pages)
 		for _, pg := range r.pages {
 			pg.flags = pg.flags&^pgDirty | pgWriteback
-			delete(f.dirty, pg.idx)
+			f.dirty.del(pg.idx)
 		}
 		f.wbCount += len(r.pages)
 		f.mu.Unlock()
@@ -710,7 +699,7 @@ func (f *File) completeWriteback(run []*page, err error) {
 			}
 			if pg.flags&pgDirty == 0 {
 				pg.flags |= pgDirty
-				f.dirty[pg.idx] = pg
+				f.dirty.set(pg.idx, pg)
 			}
 			continue
 		}
