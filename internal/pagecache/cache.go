@@ -271,13 +271,14 @@ func (c *Cache) releaseBufs(bufs [][]byte) {
 // waiting when nothing can be evicted. It must be called with no File lock
 // held.
 func (c *Cache) alloc(dst [][]byte, n int) ([][]byte, error) {
+	var vbuf [chunkPages]*page // victims, usually without a heap allocation
 	c.mu.Lock()
 	for c.nPages+int64(n) > c.maxPages {
 		if c.closed {
 			c.mu.Unlock()
 			return dst, errClosed
 		}
-		victims := c.pickVictims(c.nPages + int64(n) - c.maxPages)
+		victims := c.pickVictims(vbuf[:0], c.nPages+int64(n)-c.maxPages)
 		if len(victims) == 0 {
 			c.cond.Wait()
 			continue
@@ -317,8 +318,7 @@ func (c *Cache) growLocked() {
 
 // pickVictims pops up to need pages from the LRU tail, giving referenced
 // pages a second chance (c.mu held).
-func (c *Cache) pickVictims(need int64) []*page {
-	var out []*page
+func (c *Cache) pickVictims(out []*page, need int64) []*page {
 	budget := 2 * c.lruLen
 	for int64(len(out)) < need && budget > 0 && c.lruLen > 0 {
 		budget--

@@ -57,7 +57,8 @@ func (f *File) checkOpen() error {
 // writeChunk writes src at off, covering pages [first, last] (≤ chunkPages),
 // and returns how many pages newly count as dirty.
 func (f *File) writeChunk(src []byte, off, first, last int64) (used int64, err error) {
-	var bufs [][]byte
+	var bufArr [chunkPages][]byte // page buffers, usually without a heap allocation
+	bufs := bufArr[:0]
 	defer func() { f.c.releaseBufs(bufs) }()
 	end := off + int64(len(src))
 	covered := func(idx int64) bool {
