@@ -120,7 +120,7 @@ func TestVerifierCatchesFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			tg := &faultTarget{Target: dir, fault: tc.fault}
-			cfg := Config{Seed: 42, Ops: 250, Workers: 2}
+			cfg := Config{Seed: 42, Ops: 200, Workers: 2}
 			if tc.fault == "crash-loses-synced" {
 				cfg.CrashEvery, cfg.VerifyEvery = 1, 3
 			}

@@ -123,5 +123,5 @@ func TestStressKernelDir(t *testing.T) {
 	t.Logf("%s: direct I/O alignment: memory %d, offset %d", dir, mem, off)
 	f.Close()
 	tg.Remove("probe")
-	runStress(t, tg, Config{Ops: 2000, SharedQueue: true})
+	runStress(t, tg, Config{Ops: 1500, SharedQueue: true})
 }

@@ -185,15 +185,16 @@ func TestStressCrashSim(t *testing.T) {
 		hp        aiodio.HolePolicy
 		blockSize int
 		weights   map[string]int
+		ops       int
 	}
 	var vs []variant
 	for _, hp := range policies {
-		vs = append(vs, variant{hp, *bsFlag, nil})
+		vs = append(vs, variant{hp, *bsFlag, nil, 1000})
 	}
 	if *bsFlag == 0 {
 		// Truncate-heavy on 1 KiB blocks: many EOF blocks cut mid-way and
 		// extended again across power cuts (found BUG-7).
-		vs = append(vs, variant{aiodio.Unwritten, 1024, map[string]int{"truncate": 120, "remove": 10}})
+		vs = append(vs, variant{aiodio.Unwritten, 1024, map[string]int{"truncate": 120, "remove": 10}, 700})
 	}
 	for _, v := range vs {
 		hp := v.hp
@@ -220,7 +221,7 @@ func TestStressCrashSim(t *testing.T) {
 					tg.Close()
 				}
 			})
-			rep := runStress(t, tg, Config{Seed: seed, Ops: 1000, MaxFileSize: 512 << 10, VerifyEvery: 3, CrashEvery: 1, Weights: v.weights})
+			rep := runStress(t, tg, Config{Seed: seed, Ops: v.ops, MaxFileSize: 512 << 10, VerifyEvery: 3, CrashEvery: 1, Weights: v.weights})
 			if rep.Crashes == 0 {
 				t.Fatal("no power cut happened")
 			}
