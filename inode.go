@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/aiodio/aiodio/device"
+	"github.com/aiodio/aiodio/internal/alignbuf"
 	"github.com/aiodio/aiodio/internal/dio"
 	"github.com/aiodio/aiodio/internal/meta"
 	"github.com/aiodio/aiodio/internal/pagecache"
@@ -412,7 +414,54 @@ func (in *inode) truncate(newSize int64) error {
 		return err
 	}
 	in.unreserve((newSize+in.v.bs-1)/in.v.bs, 1<<62, false)
-	return in.v.meta.Truncate(in.ino, newSize)
+	if err := in.v.meta.Truncate(in.ino, newSize); err != nil {
+		return err
+	}
+	return in.zeroCutBlock(newSize)
+}
+
+// zeroCutBlock makes the device copy of the new end-of-file block read zero
+// past newSize before truncate returns (Linux's block_truncate_page with
+// ordered data): the zeroed partial page is written back and waited on, and
+// with blocks larger than pages the block's later pages are zeroed on the
+// device directly. Any record that later raises the size over this block is
+// committed after a flush that follows these writes (O2), so no crash can
+// expose the bytes the truncate cut off — whichever path extends the file
+// next (I1, I11; BUG-5 and BUG-7 of the stress suite).
+//
+// Preconditions: inode lock exclusive, drain empty; sizes already lowered.
+func (in *inode) zeroCutBlock(newSize int64) error {
+	bs := in.v.bs
+	if newSize%bs == 0 {
+		return nil
+	}
+	var one [1]meta.Mapping
+	maps, err := in.v.meta.Map(one[:0], in.ino, newSize/bs, 1)
+	if err != nil {
+		return err
+	}
+	if len(maps) == 0 || maps[0].State != meta.Written {
+		return nil // a hole or unwritten block reads zero, and is zero-padded when written
+	}
+	m := maps[0]
+	ps := int64(pagecache.PageSize)
+	pageStart := newSize - newSize%ps
+	// The cache's own truncate cannot be relied on to dirty the partial
+	// page (the page may not be cached, and the size is already lowered):
+	// zero its tail through the cache, which reads the head in if needed.
+	if err := in.zeroCached(newSize, pageStart+ps); err != nil {
+		return err
+	}
+	if err := in.cache.WriteAndWait(pageStart, ps); err != nil {
+		return err
+	}
+	blockEnd := (newSize/bs + 1) * bs
+	from := pageStart + ps
+	if from >= blockEnd {
+		return nil
+	}
+	zeros := alignbuf.Alloc(int(blockEnd - from))
+	return in.v.devIO(device.Write, []devSeg{{off: m.DevBlock*bs + (from - m.FileBlock*bs), buf: zeros}})
 }
 
 // allocate is fallocate modes 0 and KEEP_SIZE.
