@@ -81,7 +81,9 @@ func pattern(n int, seed byte) []byte {
 // TestI9_EIOAtEachStageReleasesLocks injects a device EIO at each stage of
 // a direct write (and of a direct read), synchronous and through a Ring:
 // the write-back of dirty cached pages (step 3), the read of a partial edge
-// sector (read-modify-write), the zeroing of the old EOF block's tail, the
+// sector (read-modify-write), the write of a partial sector (which keeps
+// the inode lock until end-I/O), a read into misaligned memory (bounce
+// buffer), the zeroing of the old EOF block's tail, the
 // data write of an allocating write, one of two requests of an overwrite,
 // the write-back of a BufferedFallback remainder. Each op must report EIO
 // (errors.Is), and afterwards the inode lock, the dio count and the block
@@ -97,7 +99,9 @@ func pattern(n int, seed byte) []byte {
 // "EOF tail zeroing" cases fail ("dio count leaked"); dropping the
 // range unlock there makes the "rmw edge read" case fail too ("block
 // range locks leaked"); ending the dio count in dio's complete only on
-// success fails the five cases whose error arises after submission.
+// success fails the cases whose error arises after submission; releasing
+// a partial-sector write's inode lock in endWrite only on success fails
+// "partial-sector data write" ("inode lock leaked (writer=true ...)").
 func TestI9_EIOAtEachStageReleasesLocks(t *testing.T) {
 	type env struct {
 		v      *testVolume
@@ -130,6 +134,34 @@ func TestI9_EIOAtEachStageReleasesLocks(t *testing.T) {
 			op: func(t *testing.T, e *env) error {
 				_, err := e.df.WriteAt([]byte("sub-sector"), 10)
 				return err
+			},
+		},
+		{
+			// A partial-sector write keeps the inode lock until end-I/O.
+			name:  "partial-sector data write",
+			setup: func(t *testing.T, e *env) { mustWrite(t, e.df, pattern(8192, 1), 0) },
+			fault: sim.Fault{Ops: sim.OpWrite, Count: 1},
+			op: func(t *testing.T, e *env) error {
+				_, err := e.df.WriteAt([]byte("sub-sector"), 10)
+				return err
+			},
+		},
+		{
+			// Misaligned memory goes through a bounce buffer.
+			name:  "misaligned-memory ring read",
+			setup: func(t *testing.T, e *env) { mustWrite(t, e.df, pattern(128<<10, 1), 0) },
+			fault: sim.Fault{Ops: sim.OpRead, After: 1, Count: 1},
+			op: func(t *testing.T, e *env) error {
+				r, err := e.v.NewRing(1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+				buf := AlignedBuffer(128<<10 + 1)[1:]
+				if n, err := r.Submit(Op{Code: OpRead, File: e.df, Buf: buf, Off: 0, UserData: 3}); n != 1 {
+					t.Fatalf("submit: %v", err)
+				}
+				return reap(t, r, 1)[0].Err
 			},
 		},
 		{
