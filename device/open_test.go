@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/aiodio/aiodio/device"
 	"github.com/aiodio/aiodio/device/devicetest"
 	"github.com/aiodio/aiodio/internal/alignbuf"
@@ -201,7 +203,11 @@ func TestOpenCreateSparseAndAuto(t *testing.T) {
 	if in.Size != 64<<20 || in.MaxIO != device.DefaultMaxIO {
 		t.Fatalf("info %+v", in)
 	}
-	if uring.Probe() == nil && in.Engine != "uring" {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err != nil {
+		t.Fatal(err)
+	}
+	if uring.Probe() == nil && sfs.Type != unix.TMPFS_MAGIC && in.Engine != "uring" {
 		t.Fatalf("auto picked %q although io_uring works", in.Engine)
 	}
 	var st syscall.Stat_t
@@ -219,6 +225,38 @@ func TestOpenCreateSparseAndAuto(t *testing.T) {
 	defer d.Close()
 	if d.Info().Size != 64<<20 {
 		t.Fatalf("reopened size %d", d.Info().Size)
+	}
+}
+
+// TestAutoPrefersThreadsOnTmpfs: on tmpfs io_uring punts every request to
+// io-wq, so auto picks the thread pool there; an explicit "uring" is kept.
+func TestAutoPrefersThreadsOnTmpfs(t *testing.T) {
+	dir := shmDir(t)
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Need(t, "shm", sfs.Type == unix.TMPFS_MAGIC, "/dev/shm is not tmpfs")
+	d, err := device.Open(filepath.Join(dir, "auto.img"), device.OpenOptions{Create: true, Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := d.Info().Engine
+	d.Close()
+	if eng != "threads" {
+		t.Fatalf("auto on tmpfs picked %q, want threads", eng)
+	}
+	if uring.Probe() != nil {
+		return
+	}
+	d, err = device.Open(filepath.Join(dir, "uring.img"), device.OpenOptions{Engine: "uring", Create: true, Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng = d.Info().Engine
+	d.Close()
+	if eng != "uring" {
+		t.Fatalf("engine uring on tmpfs gave %q", eng)
 	}
 }
 

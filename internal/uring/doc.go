@@ -43,6 +43,11 @@
 // wait for that thread's next kernel entry. The cost is one eventfd write
 // and a reaper wake-up for a submission that finds the reaper asleep.
 //
+// Caveat: for files whose operations the kernel always punts to io-wq
+// (tmpfs), the single submitting thread means a single io-wq, which runs
+// non-sleeping work on one worker; the device engine turns the doorbell off
+// there and sets SQEAsync (IOSQE_ASYNC) so io-wq may add workers.
+//
 // Queue.RegisterBuffers registers fixed buffers for OpReadFixed/OpWriteFixed.
 //
 // Invariants: the SQ is never overrun (SQE returns nil when full, the caller

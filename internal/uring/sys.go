@@ -37,6 +37,14 @@ const (
 	FeatNodrop     = 1 << 1
 )
 
+// SQE flags (SQE.Flags).
+const (
+	// SQEAsync (IOSQE_ASYNC) sends the operation straight to io-wq
+	// without a non-blocking attempt; io-wq may then start another
+	// worker for it instead of queueing it behind a busy one.
+	SQEAsync = 1 << 4
+)
+
 // Enter flags.
 const (
 	EnterGetevents = 1 << 0
