@@ -2,6 +2,7 @@ package aiodio
 
 import (
 	"fmt"
+	"sync"
 	"syscall"
 
 	"github.com/aiodio/aiodio/device"
@@ -72,7 +73,9 @@ func (in *inode) readPages(off int64, p []byte) error {
 	if a, err := v.meta.Attr(in.ino); err == nil {
 		eof = max(eof, a.Size)
 	}
-	segs := make([]devSeg, 0, len(maps))
+	ios := getIOSet()
+	defer putIOSet(ios)
+	segs := ios.segs
 	for _, m := range maps {
 		lo := max(m.FileBlock*bs, off)
 		hi := min((m.FileBlock+m.Count)*bs, end)
@@ -83,7 +86,8 @@ func (in *inode) readPages(off int64, p []byte) error {
 		}
 		segs = append(segs, devSeg{off: m.DevBlock*bs + (lo - m.FileBlock*bs), buf: buf})
 	}
-	if err := v.devIO(device.Read, segs); err != nil {
+	ios.segs = segs
+	if err := v.devIOSet(ios, device.Read, segs); err != nil {
 		return err
 	}
 	if eof < end {
@@ -152,7 +156,9 @@ func (in *inode) WritePages(off int64, p []byte) error {
 		data = alignbuf.Alloc(int(we - ws))
 		copy(data[start-ws:], p[:end-start])
 	}
-	segs := make([]devSeg, 0, len(maps))
+	ios := getIOSet()
+	defer putIOSet(ios)
+	segs := ios.segs
 	for _, m := range maps {
 		lo := max(m.FileBlock*bs, ws)
 		hi := min((m.FileBlock+m.Count)*bs, we)
@@ -164,7 +170,8 @@ func (in *inode) WritePages(off int64, p []byte) error {
 		}
 		segs = append(segs, devSeg{off: m.DevBlock*bs + (lo - m.FileBlock*bs), buf: data[lo-ws : hi-ws]})
 	}
-	if err := v.devIO(device.Write, segs); err != nil {
+	ios.segs = segs
+	if err := v.devIOSet(ios, device.Write, segs); err != nil {
 		return err
 	}
 	return v.meta.ConvertWritten(in.ino, fb, lb-fb, min(end, in.dirtyBound()))
@@ -176,43 +183,98 @@ type devSeg struct {
 	buf []byte
 }
 
+// ioSet is the per-call state of devIO, pooled so that a writeback or fill
+// allocates nothing in the steady state: the requests, their pointers, the
+// completion channel and its callback, and a segment list for the caller.
+type ioSet struct {
+	segs   []devSeg
+	store  []device.Request
+	reqs   []*device.Request
+	done   chan *device.Request
+	onDone func(*device.Request)
+}
+
+const ioSetChan = 16 // completion channel capacity of a pooled set
+
+var ioSetPool = sync.Pool{New: func() any {
+	s := &ioSet{done: make(chan *device.Request, ioSetChan)}
+	s.onDone = func(r *device.Request) { s.done <- r }
+	return s
+}}
+
+func getIOSet() *ioSet {
+	s := ioSetPool.Get().(*ioSet)
+	s.segs = s.segs[:0]
+	return s
+}
+
+// putIOSet returns s to the pool once every request it submitted has
+// completed (the device never touches a request after its Done returned).
+func putIOSet(s *ioSet) {
+	clear(s.segs)
+	clear(s.store)
+	clear(s.reqs)
+	s.segs, s.store, s.reqs = s.segs[:0], s.store[:0], s.reqs[:0]
+	ioSetPool.Put(s)
+}
+
 // devIO performs the segments synchronously (split at the device's MaxIO,
 // all submitted at once) and returns the first error. Kind Flush ignores
 // segs and flushes.
 func (v *Volume) devIO(kind device.Kind, segs []devSeg) error {
+	s := getIOSet()
+	defer putIOSet(s)
+	return v.devIOSet(s, kind, segs)
+}
+
+func (v *Volume) devIOSet(s *ioSet, kind device.Kind, segs []devSeg) error {
 	maxIO := v.info.MaxIO
 	if maxIO <= 0 {
 		maxIO = device.DefaultMaxIO
 	}
 	maxIO -= maxIO % v.info.LogicalBlockSize
-	var reqs []*device.Request
-	done := make(chan *device.Request, 16)
-	onDone := func(r *device.Request) { done <- r }
+	n := 0
 	if kind == device.Flush {
-		reqs = append(reqs, &device.Request{Kind: device.Flush, Done: onDone})
+		n = 1
 	}
-	for _, s := range segs {
-		for o := 0; o < len(s.buf); o += maxIO {
-			b := s.buf[o:min(o+maxIO, len(s.buf))]
-			reqs = append(reqs, &device.Request{Kind: kind, Off: s.off + int64(o), Buf: b, Done: onDone})
-		}
+	for _, sg := range segs {
+		n += (len(sg.buf) + maxIO - 1) / maxIO
 	}
-	if len(reqs) == 0 {
+	if n == 0 {
 		return nil
 	}
-	if cap(done) < len(reqs) {
-		done = make(chan *device.Request, len(reqs))
-		onDone = func(r *device.Request) { done <- r }
-		for _, r := range reqs {
-			r.Done = onDone
+	if cap(s.store) < n {
+		s.store = make([]device.Request, n)
+	}
+	store := s.store[:n]
+	reqs := s.reqs[:0]
+	done, onDone := s.done, s.onDone
+	if n > cap(done) {
+		// More requests than the pooled channel holds: a channel of
+		// their own, so that no completion ever blocks.
+		c := make(chan *device.Request, n)
+		done, onDone = c, func(r *device.Request) { c <- r }
+	}
+	k := 0
+	if kind == device.Flush {
+		store[k] = device.Request{Kind: device.Flush, Done: onDone}
+		reqs = append(reqs, &store[k])
+		k++
+	}
+	for _, sg := range segs {
+		for o := 0; o < len(sg.buf); o += maxIO {
+			store[k] = device.Request{Kind: kind, Off: sg.off + int64(o), Buf: sg.buf[o:min(o+maxIO, len(sg.buf))], Done: onDone}
+			reqs = append(reqs, &store[k])
+			k++
 		}
 	}
-	n, err := v.dev.Submit(reqs...)
+	s.store, s.reqs = store, reqs
+	sub, err := v.dev.Submit(reqs...)
 	var first error
 	if err != nil {
-		first = fmt.Errorf("aiodio: %v at device offset %d: %w", kind, reqs[n].Off, err)
+		first = fmt.Errorf("aiodio: %v at device offset %d: %w", kind, reqs[sub].Off, err)
 	}
-	for range n {
+	for range sub {
 		r := <-done
 		if r.Err != nil && first == nil {
 			first = fmt.Errorf("aiodio: %v at device offset %d: %w", kind, r.Off, r.Err)

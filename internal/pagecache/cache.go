@@ -100,9 +100,10 @@ type Cache struct {
 	closing   bool
 	closed    bool
 
-	// wbSem bounds the writeback runs in flight (one token per run), for
-	// the flusher and every Sync/WriteAndWait/Close together.
-	wbSem chan struct{}
+	// wbSlots bounds the writeback runs in flight, for the flusher and
+	// every Sync/WriteAndWait/Close together: a run takes a slot (its
+	// bounce buffer; nil until first used) and gives it back when done.
+	wbSlots chan *wbRun
 
 	kick chan struct{}
 	stop chan struct{}
@@ -144,9 +145,12 @@ func New(o Options) *Cache {
 		age:      age,
 		raMax:    min(raMaxPages, maxPages/8),
 		files:    make(map[*File]struct{}),
-		wbSem:    make(chan struct{}, wbInflight),
+		wbSlots:  make(chan *wbRun, wbInflight),
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
+	}
+	for range wbInflight {
+		c.wbSlots <- nil
 	}
 	c.cond = sync.NewCond(&c.mu)
 	c.lru.next, c.lru.prev = &c.lru, &c.lru

@@ -567,9 +567,38 @@ type wbRun struct {
 	bounce []byte
 }
 
-var wbRunPool = sync.Pool{New: func() any {
-	return &wbRun{pages: make([]*page, 0, maxRunPages), bounce: alignbuf.Alloc(maxRunPages * PageSize)}
-}}
+// getRun takes a run slot (waiting while wbInflight runs are in flight, or
+// until stop is closed: nil) with its buffers, allocated on first use and
+// kept by the Cache for good.
+func (c *Cache) getRun(stop <-chan struct{}) *wbRun {
+	var r *wbRun
+	if stop != nil {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		select {
+		case <-stop:
+			return nil
+		case r = <-c.wbSlots:
+		}
+	} else {
+		r = <-c.wbSlots
+	}
+	if r == nil {
+		r = &wbRun{pages: make([]*page, 0, maxRunPages), bounce: alignbuf.Alloc(maxRunPages * PageSize)}
+	}
+	r.pages = r.pages[:0]
+	return r
+}
+
+// putRun returns a run slot.
+func (c *Cache) putRun(r *wbRun) {
+	clear(r.pages)
+	r.pages = r.pages[:0]
+	c.wbSlots <- r
+}
 
 // flushRange writes back the dirty pages in [first, last] that are not
 // under writeback, in contiguous runs of at most maxRunPages. Up to
@@ -599,25 +628,11 @@ func (f *File) flushRange(first, last int64, stop <-chan struct{}) (int, error) 
 		written  int
 		firstErr error
 	)
-	sem := f.c.wbSem
-submit:
 	for i := 0; i < len(idxs); {
-		if stop != nil {
-			select {
-			case <-stop:
-				break submit
-			default:
-			}
-			select {
-			case <-stop:
-				break submit
-			case sem <- struct{}{}:
-			}
-		} else {
-			sem <- struct{}{}
+		r := f.c.getRun(stop)
+		if r == nil {
+			break
 		}
-		r := wbRunPool.Get().(*wbRun)
-		r.pages = r.pages[:0]
 		r.start = idxs[i]
 		f.mu.Lock()
 		for j := i; j < len(idxs) && len(r.pages) < maxRunPages && idxs[j] == r.start+int64(len(r.pages)); j++ {
@@ -629,8 +644,7 @@ submit:
 		}
 		if len(r.pages) == 0 {
 			f.mu.Unlock()
-			<-sem
-			wbRunPool.Put(r)
+			f.c.putRun(r)
 			i++
 			continue
 		}
@@ -645,7 +659,6 @@ submit:
 		go func() {
 			defer wg.Done()
 			n, err := f.writeRun(r)
-			<-sem
 			resMu.Lock()
 			written += n
 			if err != nil && firstErr == nil {
@@ -666,11 +679,14 @@ submit:
 func (f *File) writeRun(r *wbRun) (int, error) {
 	n := len(r.pages)
 	buf := r.bounce[:n*PageSize]
-	f.mu.RLock()
-	for k, pg := range r.pages {
-		copy(buf[k*PageSize:], pg.data)
+	// In pieces, so that a writer waiting for f.mu gets in between.
+	for k0 := 0; k0 < n; k0 += chunkPages {
+		f.mu.RLock()
+		for k, pg := range r.pages[k0:min(k0+chunkPages, n)] {
+			copy(buf[(k0+k)*PageSize:], pg.data)
+		}
+		f.mu.RUnlock()
 	}
-	f.mu.RUnlock()
 	f.c.wbRuns.Add(1)
 	err := f.b.WritePages(r.start<<pageShift, buf)
 	if err != nil {
@@ -678,9 +694,7 @@ func (f *File) writeRun(r *wbRun) (int, error) {
 		n = 0
 	}
 	f.completeWriteback(r.pages, err)
-	clear(r.pages)
-	r.pages = r.pages[:0]
-	wbRunPool.Put(r)
+	f.c.putRun(r)
 	return n, err
 }
 
