@@ -9,6 +9,11 @@ type pageIndex struct {
 	m     map[int64]*pageChunk
 	n     int          // pages in the index
 	spare []*pageChunk // empty chunks kept for reuse (a few)
+	// last is the chunk of key lastKey (the one set last), which spares
+	// a sequential reader or writer most map lookups. Only set and del
+	// change it (exclusive access), so concurrent gets may read it.
+	lastKey int64
+	last    *pageChunk
 }
 
 const (
@@ -23,12 +28,16 @@ type pageChunk struct {
 	n  int // non-nil entries of pg
 }
 
-func newPageIndex() pageIndex { return pageIndex{m: make(map[int64]*pageChunk)} }
+func newPageIndex() pageIndex { return pageIndex{m: make(map[int64]*pageChunk), lastKey: -1} }
 
 func (x *pageIndex) len() int { return x.n }
 
 func (x *pageIndex) get(idx int64) *page {
-	if c := x.m[idx>>idxChunkShift]; c != nil {
+	key := idx >> idxChunkShift
+	if key == x.lastKey {
+		return x.last.pg[idx&idxChunkMask]
+	}
+	if c := x.m[key]; c != nil {
 		return c.pg[idx&idxChunkMask]
 	}
 	return nil
@@ -37,7 +46,10 @@ func (x *pageIndex) get(idx int64) *page {
 // set stores pg (non-nil) at idx.
 func (x *pageIndex) set(idx int64, pg *page) {
 	key := idx >> idxChunkShift
-	c := x.m[key]
+	c := x.last
+	if key != x.lastKey {
+		c = x.m[key]
+	}
 	if c == nil {
 		if k := len(x.spare); k > 0 {
 			c = x.spare[k-1]
@@ -47,6 +59,7 @@ func (x *pageIndex) set(idx int64, pg *page) {
 		}
 		x.m[key] = c
 	}
+	x.lastKey, x.last = key, c
 	if c.pg[idx&idxChunkMask] == nil {
 		c.n++
 		x.n++
@@ -56,7 +69,10 @@ func (x *pageIndex) set(idx int64, pg *page) {
 
 func (x *pageIndex) del(idx int64) {
 	key := idx >> idxChunkShift
-	c := x.m[key]
+	c := x.last
+	if key != x.lastKey {
+		c = x.m[key]
+	}
 	if c == nil || c.pg[idx&idxChunkMask] == nil {
 		return
 	}
@@ -64,6 +80,9 @@ func (x *pageIndex) del(idx int64) {
 	c.n--
 	x.n--
 	if c.n == 0 {
+		if key == x.lastKey {
+			x.lastKey, x.last = -1, nil
+		}
 		delete(x.m, key)
 		if len(x.spare) < maxSpareChunk {
 			x.spare = append(x.spare, c)
