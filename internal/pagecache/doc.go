@@ -25,6 +25,12 @@
 //
 // # Page states
 //
+// A File's index maps page numbers to pages through 64-page chunks (index.go:
+// a sequential access touches one map entry per 256 KiB, and the chunk used
+// last is found without the map); page structs are carved from per-File
+// slabs and never reused, so a stale pointer (an eviction victim dropped
+// meanwhile) never aliases another page.
+//
 // A page in a File's index is either busy (being filled by ReadPages; not
 // uptodate; readers and writers wait on it — this is the per-page I/O lock) or
 // uptodate. A busy page that Invalidate hits is marked stale: when its
