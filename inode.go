@@ -72,10 +72,6 @@ type inode struct {
 	// zeros and two runs over one block must not race.
 	wbMu sync.Mutex
 
-	// resv holds the file blocks reserved by buffered writes and not yet
-	// allocated; protected by v.resv.mu (reserve.go).
-	resv map[int64]struct{}
-
 	// appendMu serializes O_APPEND direct writes (offset = size, then write).
 	appendMu sync.Mutex
 
