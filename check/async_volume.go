@@ -24,8 +24,6 @@ type ringAsync struct {
 	r *aiodio.Ring
 }
 
-var opCodes = [...]aiodio.OpCode{OpRead: aiodio.OpRead, OpWrite: aiodio.OpWrite, OpFsync: aiodio.OpFsync}
-
 func (a *ringAsync) Submit(ops ...Op) (int, error) {
 	conv := make([]aiodio.Op, 0, len(ops))
 	for i, op := range ops {
@@ -36,7 +34,7 @@ func (a *ringAsync) Submit(ops ...Op) (int, error) {
 			}
 			break
 		}
-		conv = append(conv, aiodio.Op{Code: opCodes[op.Code], File: f, Buf: op.Buf, Off: op.Off, Flags: op.Flags, UserData: op.UserData})
+		conv = append(conv, aiodio.Op{Code: op.Code, File: f, Buf: op.Buf, Off: op.Off, Flags: op.Flags, UserData: op.UserData})
 	}
 	return a.r.Submit(conv...)
 }

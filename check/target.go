@@ -7,6 +7,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/aiodio/aiodio"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,27 +68,16 @@ type File interface {
 	Close() error
 }
 
-// OpCode is the operation of an async Op.
-type OpCode int
+// OpCode is the operation of an async Op: aiodio's own codes, so the
+// volume target passes them through and the kernel target reads them.
+type OpCode = aiodio.OpCode
 
-// Async op codes (the same meaning as aiodio.OpRead, OpWrite, OpFsync).
+// Async op codes.
 const (
-	OpRead OpCode = iota
-	OpWrite
-	OpFsync
+	OpRead  = aiodio.OpRead
+	OpWrite = aiodio.OpWrite
+	OpFsync = aiodio.OpFsync
 )
-
-func (c OpCode) String() string {
-	switch c {
-	case OpRead:
-		return "read"
-	case OpWrite:
-		return "write"
-	case OpFsync:
-		return "fsync"
-	}
-	return fmt.Sprintf("OpCode(%d)", int(c))
-}
 
 // Op is one async operation. Flags: unix.RWF_NOWAIT (may complete with
 // EAGAIN instead of waiting), unix.RWF_DSYNC (durable when completed).
