@@ -43,6 +43,14 @@
 // wait for that thread's next kernel entry. The cost is one eventfd write
 // and a reaper wake-up for a submission that finds the reaper asleep.
 //
+// A doorbell queue's ring is created on the reaper's thread with
+// IORING_SETUP_SINGLE_ISSUER and IORING_SETUP_DEFER_TASKRUN (Linux 6.1; the
+// flags fio sets too, dropped on older kernels): the kernel keeps completion
+// task work until the reaper waits for completions and posts them in one
+// batch. Such a ring refuses io_uring_enter and io_uring_register from any
+// other thread (EEXIST), so RegisterBuffers and UnregisterBuffers hand their
+// system call to the reaper and wait for it.
+//
 // Caveat: for files whose operations the kernel always punts to io-wq
 // (tmpfs), the single submitting thread means a single io-wq, which runs
 // non-sleeping work on one worker; the device engine turns the doorbell off

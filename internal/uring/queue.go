@@ -43,6 +43,13 @@ type Queue struct {
 	armed    bool    // the eventfd read is in the ring (under mu)
 	sleeping bool    // the reaper is (about to be) blocked waiting (under mu)
 	rung     bool    // the doorbell was written since the reaper slept (under mu)
+
+	// singleIssuer: the ring was set up on the reaper's thread with
+	// SINGLE_ISSUER and DEFER_TASKRUN, so only that thread may call
+	// io_uring_enter or io_uring_register; calls (under mu) holds the
+	// registrations other goroutines asked the reaper to make.
+	singleIssuer bool
+	calls        []func()
 }
 
 // doorbellMark is the user data of the reaper's eventfd read.
@@ -66,22 +73,43 @@ type QueueOptions struct {
 // calls complete(userData, res) once per completion. complete runs on the
 // reaper goroutine; it may prepare and commit new SQEs (Lock/SQE/Commit) but
 // must not block for long and must not call Close.
+//
+// In doorbell mode the ring is created on the reaper's locked thread with
+// SINGLE_ISSUER and DEFER_TASKRUN where the kernel has them (6.1): only that
+// thread ever enters the ring, so the kernel may keep completion task work
+// until the reaper asks for completions, and post them in one batch instead
+// of interrupting the thread for each (fio sets the same flags).
 func NewQueue(entries uint32, complete func(userData uint64, res int32), o QueueOptions) (*Queue, error) {
-	r, err := NewRing(entries, o.SetupFlags)
+	q := &Queue{complete: complete, done: make(chan struct{}), spin: o.Spin, efd: -1}
+	q.handleFn = q.handle
+	if !o.Doorbell {
+		r, err := NewRing(entries, o.SetupFlags)
+		if err != nil {
+			return nil, err
+		}
+		q.ring = r
+		go q.reaper(nil)
+		return q, nil
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	q.doorbell, q.efd = true, efd
+	started := make(chan error, 1)
+	go q.reaper(func() {
+		r, err := NewRing(entries, o.SetupFlags|SetupSingleIssuer|SetupDeferTaskrun)
+		if err == nil {
+			q.ring = r
+			q.singleIssuer = r.params.Flags&SetupSingleIssuer != 0
+		}
+		started <- err
+	})
+	if err := <-started; err != nil {
+		<-q.done
+		unix.Close(efd)
 		return nil, err
 	}
-	q := &Queue{ring: r, complete: complete, done: make(chan struct{}), spin: o.Spin, efd: -1}
-	q.handleFn = q.handle
-	if o.Doorbell {
-		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-		if err != nil {
-			r.Close()
-			return nil, fmt.Errorf("eventfd: %w", err)
-		}
-		q.doorbell, q.efd = true, efd
-	}
-	go q.reaper()
 	return q, nil
 }
 
@@ -165,19 +193,37 @@ func (q *Queue) handle(ud uint64, res int32) {
 	q.complete(ud, res)
 }
 
-func (q *Queue) reaper() {
+// reaper reaps completions until Close. setup, when not nil, creates the
+// ring on the reaper's locked thread and reports to NewQueue; the reaper
+// stops at once if it left q.ring nil.
+func (q *Queue) reaper(setup func()) {
 	defer close(q.done)
 	// One OS thread for the reaper: the kernel attaches io-wq workers and
 	// task work to the submitting thread, so keeping the reaper (which does
 	// most submissions) on one thread keeps one worker pool warm.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if setup != nil {
+		setup()
+		if q.ring == nil {
+			return
+		}
+	}
 	q.mu.Lock()
 	q.reaping = true
 	q.mu.Unlock()
 	for {
 		q.ring.Reap(q.handleFn)
 		q.mu.Lock()
+		calls := q.calls
+		q.calls = nil
+		if len(calls) > 0 {
+			q.mu.Unlock()
+			for _, call := range calls {
+				call()
+			}
+			q.mu.Lock()
+		}
 		if q.doorbell && !q.armed && !q.stopped {
 			if e := q.ring.SQE(); e != nil {
 				e.Opcode, e.Fd, e.Len, e.UserData = OpRead, int32(q.efd), 8, doorbellMark
@@ -219,6 +265,9 @@ func (q *Queue) reaper() {
 			if n := q.ring.Unsubmitted(); n != toSubmit {
 				toSubmit = n // published between the two locks
 			}
+			if len(q.calls) > 0 {
+				flags, wait = 0, 0 // a registration came in: go round
+			}
 			q.mu.Unlock()
 		}
 		if toSubmit != 0 || wait != 0 {
@@ -238,6 +287,36 @@ func (q *Queue) reaper() {
 		q.sleeping, q.rung = false, false
 		q.mu.Unlock()
 	}
+}
+
+// onIssuer runs fn on the thread allowed to use the ring's file descriptor:
+// the reaper's, for a single-issuer ring (waking it with the doorbell if it
+// sleeps), else the caller's.
+func (q *Queue) onIssuer(fn func() error) error {
+	if !q.singleIssuer {
+		return fn()
+	}
+	res := make(chan error, 1)
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return fmt.Errorf("io_uring_register: queue closed: %w", unix.EBADF)
+	}
+	q.calls = append(q.calls, func() { res <- fn() })
+	ring := q.sleeping && !q.rung
+	if ring {
+		q.rung = true
+	}
+	q.mu.Unlock()
+	if ring {
+		for {
+			_, err := unix.Write(q.efd, one[:])
+			if err != unix.EINTR {
+				break
+			}
+		}
+	}
+	return <-res
 }
 
 // Close stops the reaper and releases the ring. The caller must have waited

@@ -29,20 +29,24 @@ func (q *Queue) RegisterBuffers(bufs [][]byte) error {
 		iov[i].Base = &b[0]
 		iov[i].SetLen(len(b))
 	}
-	_, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(q.ring.fd), registerBuffers,
-		uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)), 0, 0)
-	if errno != 0 {
-		return fmt.Errorf("io_uring_register buffers (%d): %w", len(bufs), errno)
-	}
-	return nil
+	return q.onIssuer(func() error {
+		_, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(q.ring.fd), registerBuffers,
+			uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)), 0, 0)
+		if errno != 0 {
+			return fmt.Errorf("io_uring_register buffers (%d): %w", len(bufs), errno)
+		}
+		return nil
+	})
 }
 
 // UnregisterBuffers drops the registered buffers. No fixed-buffer operation
 // may be in flight.
 func (q *Queue) UnregisterBuffers() error {
-	_, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(q.ring.fd), unregisterBuffers, 0, 0, 0, 0)
-	if errno != 0 {
-		return fmt.Errorf("io_uring_unregister buffers: %w", errno)
-	}
-	return nil
+	return q.onIssuer(func() error {
+		_, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(q.ring.fd), unregisterBuffers, 0, 0, 0, 0)
+		if errno != 0 {
+			return fmt.Errorf("io_uring_unregister buffers: %w", errno)
+		}
+		return nil
+	})
 }

@@ -32,11 +32,18 @@ type Ring struct {
 }
 
 // NewRing sets up a ring with at least entries SQ entries. flags are setup
-// flags; COOP_TASKRUN is tried and dropped if the kernel refuses it.
+// flags; COOP_TASKRUN is tried and dropped if the kernel refuses it, and so
+// are DEFER_TASKRUN with SINGLE_ISSUER (Linux 6.1) when asked for.
 func NewRing(entries uint32, flags uint32) (*Ring, error) {
 	var p Params
 	p.Flags = flags | SetupCoopTaskrun
 	fd, err := setup(entries, &p)
+	if err == unix.EINVAL && flags&SetupDeferTaskrun != 0 {
+		// DEFER_TASKRUN and SINGLE_ISSUER came with Linux 6.1.
+		flags &^= SetupDeferTaskrun | SetupSingleIssuer
+		p = Params{Flags: flags | SetupCoopTaskrun}
+		fd, err = setup(entries, &p)
+	}
 	if err == unix.EINVAL {
 		p = Params{Flags: flags}
 		fd, err = setup(entries, &p)

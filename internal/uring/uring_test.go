@@ -2,6 +2,7 @@ package uring
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -184,8 +185,18 @@ func nopNoAllocs(t *testing.T, doorbell bool) {
 	}
 }
 
+// TestFixedBuffers registers buffers and uses them, on a plain queue and
+// on a doorbell queue, whose ring is single-issuer (the kernel refuses
+// io_uring_register from any thread but the reaper's with EEXIST: running
+// the registration on the caller's thread fails this test).
 func TestFixedBuffers(t *testing.T) {
 	needUring(t)
+	for _, doorbell := range []bool{false, true} {
+		t.Run(fmt.Sprintf("doorbell=%v", doorbell), func(t *testing.T) { testFixedBuffers(t, doorbell) })
+	}
+}
+
+func testFixedBuffers(t *testing.T, doorbell bool) {
 	path := filepath.Join(t.TempDir(), "f")
 	if err := os.WriteFile(path, make([]byte, 1<<16), 0o600); err != nil {
 		t.Fatal(err)
@@ -196,11 +207,20 @@ func TestFixedBuffers(t *testing.T) {
 	}
 	defer unix.Close(fd)
 	res := make(chan int32, 1)
-	q, err := NewQueue(8, func(ud uint64, r int32) { res <- r }, QueueOptions{})
+	q, err := NewQueue(8, func(ud uint64, r int32) { res <- r }, QueueOptions{Doorbell: doorbell})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
+	// Linux 6.1 has SINGLE_ISSUER and DEFER_TASKRUN; this machine's kernel
+	// is newer, so a doorbell queue must have them.
+	flags := q.Ring().Params().Flags
+	if want := uint32(SetupSingleIssuer | SetupDeferTaskrun); doorbell && flags&want != want {
+		t.Fatalf("doorbell queue setup flags %#x lack SINGLE_ISSUER|DEFER_TASKRUN", flags)
+	}
+	if q.singleIssuer != doorbell {
+		t.Fatalf("singleIssuer = %v with doorbell %v", q.singleIssuer, doorbell)
+	}
 	bufs := [][]byte{make([]byte, 8192), make([]byte, 8192)}
 	if err := q.RegisterBuffers(bufs); err != nil {
 		t.Fatal(err)
