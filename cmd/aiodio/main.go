@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -34,6 +35,8 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 type app struct {
 	stdout, stderr io.Writer
 	verbose        bool
+	cpuProfile     string   // --cpuprofile: write a CPU profile of the command here
+	profileFile    *os.File // the profile being written, nil when none
 	log            *slog.Logger
 	// tty reports whether stderr is a terminal (progress bars) .
 	tty bool
@@ -57,11 +60,13 @@ func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *app) {
 			"asynchronous I/O on an image file or block device.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(*cobra.Command, []string) {
+		PersistentPreRunE: func(*cobra.Command, []string) error {
 			if a.verbose {
 				a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			}
+			return a.startProfile()
 		},
+		PersistentPostRun: func(*cobra.Command, []string) { a.stopProfile() },
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cmd.SetOut(a.stderr)
 			_ = cmd.Help()
@@ -71,6 +76,7 @@ func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *app) {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log what happens to stderr")
+	root.PersistentFlags().StringVar(&a.cpuProfile, "cpuprofile", "", "write a CPU profile of the command to `file` (go tool pprof)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	for _, f := range commands {
 		root.AddCommand(f(a))
@@ -78,11 +84,42 @@ func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *app) {
 	return root, a
 }
 
+// startProfile starts the CPU profile --cpuprofile asks for.
+func (a *app) startProfile() error {
+	if a.cpuProfile == "" {
+		return nil
+	}
+	f, err := os.Create(a.cpuProfile)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	a.profileFile = f
+	return nil
+}
+
+// stopProfile ends the CPU profile, if one runs (also when the command
+// failed).
+func (a *app) stopProfile() {
+	if a.profileFile == nil {
+		return
+	}
+	pprof.StopCPUProfile()
+	if err := a.profileFile.Close(); err != nil {
+		fmt.Fprintf(a.stderr, "aiodio: cpu profile: %v\n", err)
+	}
+	a.profileFile = nil
+}
+
 // run executes the CLI with args and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root, _ := newRootCmd(stdout, stderr)
+	root, a := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
+	a.stopProfile()
 	if err == nil {
 		return exitOK
 	}

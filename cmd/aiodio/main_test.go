@@ -116,6 +116,30 @@ func TestDemoVerbose(t *testing.T) {
 	}
 }
 
+// --cpuprofile writes a CPU profile (gzip-compressed protobuf) of the
+// command, and a profile file that cannot be created is an error before
+// the command runs.
+func TestCPUProfile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "cpu.prof")
+	code, _, stderr := cli(t, "--cpuprofile", prof, "demo", "--seconds", "1", "--size", "8MiB", "--qd", "4", "--dir", dir)
+	if code != exitOK {
+		t.Fatalf("demo --cpuprofile: exit %d: %s", code, stderr)
+	}
+	b, err := os.ReadFile(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("profile is not gzip data (%d bytes)", len(b))
+	}
+	code, _, stderr = cli(t, "--cpuprofile", filepath.Join(dir, "missing", "cpu.prof"), "demo", "--seconds", "1", "--dir", dir)
+	if code != exitFailure || !strings.Contains(stderr, "cpu profile") {
+		t.Fatalf("unwritable profile: exit %d, stderr %q", code, stderr)
+	}
+}
+
 // faultyDevice wraps a device: once armed (after the demo's setup), it
 // corrupts one byte of reads, fills reads with the poison marker, or
 // completes writes with EIO.

@@ -96,6 +96,7 @@ type Cache struct {
 	peakDirty int64
 	wbErrSeq  uint64 // bumped on every writeback error
 	wbErr     error  // the last writeback error
+	wbDoneSeq uint64 // bumped when a writeback run completes
 	files     map[*File]struct{}
 	closing   bool
 	closed    bool
@@ -108,6 +109,11 @@ type Cache struct {
 	kick chan struct{}
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// runs counts writeback runs in flight (Close waits for it: background
+	// runs are not waited for by the flusher that starts them);
+	// runsInFlight is the same count, readable without waiting.
+	runs         sync.WaitGroup
+	runsInFlight atomic.Int64
 
 	evictions, throttles, wbRuns, wbErrors, readRuns atomic.Int64
 }
@@ -202,6 +208,7 @@ func (c *Cache) Close() error {
 	for f := range c.files {
 		files = append(files, f)
 	}
+	c.cond.Broadcast() // a flusher waiting for a run to complete
 	c.mu.Unlock()
 	close(c.stop)
 	c.wg.Wait()
@@ -211,6 +218,7 @@ func (c *Cache) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	c.runs.Wait()
 	c.mu.Lock()
 	c.closed = true
 	c.cond.Broadcast()
@@ -403,10 +411,18 @@ func (c *Cache) flusher() {
 }
 
 // backgroundFlush writes back files, oldest first, while dirty pages exceed
-// the background threshold or a file has been dirty longer than DirtyAge. It
-// stops at the first error (the next round retries: back-off).
+// the background threshold or a file has been dirty longer than DirtyAge.
+// It does not wait for the runs it starts: while over the threshold it
+// keeps starting runs as slots free up (up to wbInflight in flight), so the
+// device never idles between rounds while writers are throttled; when every
+// dirty page is already under writeback it waits for a run to complete and
+// looks again. It stops at the first writeback error (the next round
+// retries: back-off).
 func (c *Cache) backgroundFlush() {
 	tried := make(map[*File]bool)
+	c.mu.Lock()
+	errSeq := c.wbErrSeq
+	c.mu.Unlock()
 	for {
 		select {
 		case <-c.stop:
@@ -414,6 +430,10 @@ func (c *Cache) backgroundFlush() {
 		default:
 		}
 		c.mu.Lock()
+		if c.wbErrSeq != errSeq {
+			c.mu.Unlock()
+			return
+		}
 		over := c.nDirty+c.nReserved > c.bgThresh
 		now := time.Now()
 		var pick *File
@@ -425,6 +445,18 @@ func (c *Cache) backgroundFlush() {
 				pick = f
 			}
 		}
+		if pick == nil && over && c.runsInFlight.Load() > 0 {
+			// Everything dirty is being written: wait for a run to end
+			// (its pages may be redirtied, writers may dirty more), then
+			// look at every file again.
+			seq := c.wbDoneSeq
+			for c.wbDoneSeq == seq && !c.closing && c.runsInFlight.Load() > 0 {
+				c.cond.Wait()
+			}
+			c.mu.Unlock()
+			clear(tried)
+			continue
+		}
 		if pick == nil || (!over && now.Sub(pick.dirtiedWhen) < c.age) {
 			c.mu.Unlock()
 			return
@@ -432,9 +464,6 @@ func (c *Cache) backgroundFlush() {
 		pick.dirtiedWhen = now // pages dirtied from now on are new
 		c.mu.Unlock()
 		tried[pick] = true
-		if _, err := pick.flushRange(0, maxPageIdx, c.stop); err != nil {
-			c.log.Warn("pagecache: background writeback failed", "err", err)
-			return
-		}
+		pick.startWriteback(c.stop)
 	}
 }

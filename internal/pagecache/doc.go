@@ -46,7 +46,12 @@
 // to 8 runs are in flight at once, cache-wide (the flusher and every Sync,
 // WriteAndWait and Close share the bound); they never overlap, because a
 // page already under writeback is never put in another run, and Sync,
-// WriteAndWait and Close return only after all their runs completed.
+// WriteAndWait and Close return only after all their runs completed. The
+// background flusher does not wait for its runs: above the background
+// threshold (half the dirty limit) it starts a run whenever a slot frees
+// and pages are dirty, so a throttled writer keeps the device busy instead
+// of waiting for a whole round to drain (measured: buffered 1 GiB write +
+// Sync on ext4 went from about 0.65 to about 0.9 of fio psync).
 //
 // # Invariants enforced
 //

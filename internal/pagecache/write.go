@@ -601,18 +601,55 @@ func (c *Cache) putRun(r *wbRun) {
 }
 
 // flushRange writes back the dirty pages in [first, last] that are not
-// under writeback, in contiguous runs of at most maxRunPages. Up to
-// wbInflight runs (cache-wide, shared with every other flushRange) are in
-// flight at once; runs are disjoint because a page is marked under
-// writeback, under f.mu, before its run is submitted and flushRange skips
-// such pages. It returns, once all its runs have completed, the pages
+// under writeback and waits for them: see submitRuns. It returns the pages
 // written and the first error; it continues after errors and stops
 // submitting when stop is closed.
 func (f *File) flushRange(first, last int64, stop <-chan struct{}) (int, error) {
+	var (
+		wg       sync.WaitGroup
+		resMu    sync.Mutex // protects written and firstErr
+		written  int
+		firstErr error
+	)
+	f.submitRuns(first, last, stop, func(r *wbRun) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := f.writeRun(r)
+			resMu.Lock()
+			written += n
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			resMu.Unlock()
+		}()
+	})
+	wg.Wait()
+	return written, firstErr
+}
+
+// startWriteback starts writeback of every dirty page of the file that is
+// not under writeback, without waiting for it (the background flusher):
+// errors are recorded on the pages and the file (errseq) as for any run,
+// and waiters see the pages leave writeback.
+func (f *File) startWriteback(stop <-chan struct{}) {
+	f.submitRuns(0, maxPageIdx, stop, func(r *wbRun) {
+		go f.writeRun(r)
+	})
+}
+
+// submitRuns marks the dirty pages in [first, last] that are not under
+// writeback as under writeback, in contiguous runs of at most maxRunPages,
+// and hands each run to start. Up to wbInflight runs (cache-wide, shared
+// with every other caller) are in flight at once: submitRuns waits for a
+// slot before it builds each run. Runs are disjoint because a page is
+// marked under writeback, under f.mu, before its run starts and
+// submitRuns skips such pages. It stops early when stop is closed.
+func (f *File) submitRuns(first, last int64, stop <-chan struct{}, start func(*wbRun)) {
 	f.mu.Lock()
 	if f.dirty.len() == 0 {
 		f.mu.Unlock()
-		return 0, nil
+		return
 	}
 	idxs := make([]int64, 0, f.dirty.len())
 	f.dirty.each(first, last, func(pg *page) {
@@ -622,12 +659,6 @@ func (f *File) flushRange(first, last int64, stop <-chan struct{}) (int, error) 
 	})
 	f.mu.Unlock()
 	slices.Sort(idxs)
-	var (
-		wg       sync.WaitGroup
-		resMu    sync.Mutex // protects written and firstErr
-		written  int
-		firstErr error
-	)
 	for i := 0; i < len(idxs); {
 		r := f.c.getRun(stop)
 		if r == nil {
@@ -655,20 +686,10 @@ func (f *File) flushRange(first, last int64, stop <-chan struct{}) (int, error) 
 		}
 		f.wbCount += len(r.pages)
 		f.mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n, err := f.writeRun(r)
-			resMu.Lock()
-			written += n
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-			resMu.Unlock()
-		}()
+		f.c.runs.Add(1)
+		f.c.runsInFlight.Add(1)
+		start(r)
 	}
-	wg.Wait()
-	return written, firstErr
 }
 
 // writeRun copies the pages of r (already marked under writeback) into its
@@ -695,6 +716,8 @@ func (f *File) writeRun(r *wbRun) (int, error) {
 	}
 	f.completeWriteback(r.pages, err)
 	f.c.putRun(r)
+	f.c.runsInFlight.Add(-1)
+	f.c.runs.Done()
 	return n, err
 }
 
@@ -735,6 +758,7 @@ func (f *File) completeWriteback(run []*page, err error) {
 		c.wbErr = err
 		c.wbErrors.Add(1)
 	}
+	c.wbDoneSeq++
 	c.cond.Broadcast()
 	c.mu.Unlock()
 	f.cond.Broadcast()
