@@ -138,19 +138,7 @@ func (q *Queue) SQE() *SQE { return q.ring.SQE() }
 func (q *Queue) Commit() {
 	q.ring.Publish()
 	if q.doorbell {
-		ring := q.sleeping && !q.rung
-		if ring {
-			q.rung = true
-		}
-		q.mu.Unlock()
-		if ring {
-			for {
-				_, err := unix.Write(q.efd, one[:])
-				if err != unix.EINTR {
-					break
-				}
-			}
-		}
+		q.wakeAndUnlock()
 		return
 	}
 	if q.entering || q.reaping {
@@ -303,20 +291,27 @@ func (q *Queue) onIssuer(fn func() error) error {
 		return fmt.Errorf("io_uring_register: queue closed: %w", unix.EBADF)
 	}
 	q.calls = append(q.calls, func() { res <- fn() })
+	q.wakeAndUnlock()
+	return <-res
+}
+
+// wakeAndUnlock releases mu (held) and, if the reaper sleeps and nobody
+// rang since, writes the doorbell (eventfd) to wake it.
+func (q *Queue) wakeAndUnlock() {
 	ring := q.sleeping && !q.rung
 	if ring {
 		q.rung = true
 	}
 	q.mu.Unlock()
-	if ring {
-		for {
-			_, err := unix.Write(q.efd, one[:])
-			if err != unix.EINTR {
-				break
-			}
+	if !ring {
+		return
+	}
+	for {
+		_, err := unix.Write(q.efd, one[:])
+		if err != unix.EINTR {
+			return
 		}
 	}
-	return <-res
 }
 
 // Close stops the reaper and releases the ring. The caller must have waited
