@@ -67,12 +67,14 @@ func (e *inUseError) Error() string {
 }
 func (e *inUseError) Unwrap() []error { return []error{ErrInUse, e.err} }
 
-// closedError matches both syscall.EBADF and fs.ErrClosed.
+// closedError wraps syscall.EBADF (so errors.As finds the errno, like
+// every other error of the package) and also matches fs.ErrClosed.
 type closedError struct{ what string }
 
 func (e *closedError) Error() string { return e.what }
+func (e *closedError) Unwrap() error { return syscall.EBADF }
 func (e *closedError) Is(target error) bool {
-	return target == syscall.EBADF || target == fs.ErrClosed
+	return target == fs.ErrClosed
 }
 
 // errno returns the syscall.Errno err wraps, or 0.

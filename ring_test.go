@@ -84,7 +84,8 @@ func TestRingBasic(t *testing.T) {
 
 // TestRingSubmitRejects checks io_submit semantics: the count accepted
 // before a bad op, the errno, and that a rejected op is never completed
-// (I2): after Close, exactly the accepted ops have completions.
+// (I2): after Close, exactly the accepted ops have completions. (Checked
+// by hand: without the full-ring check in Ring.submit the test hangs.)
 func TestRingSubmitRejects(t *testing.T) {
 	v := newMemVolume(t, 64<<20, Options{})
 	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT)
@@ -171,7 +172,8 @@ func TestRingSubmitRejects(t *testing.T) {
 // TestRingCloseInFlight holds every device request of several direct
 // writes in the sim device, closes the ring (or the volume) while they are
 // in flight, and checks that Close returns only after each op completed,
-// exactly once (I2, I9).
+// exactly once (I2, I9). (Checked by hand: without the wait for in-flight
+// ops in Ring.Close it fails with "after close: 0 completions (want 6)".)
 func TestRingCloseInFlight(t *testing.T) {
 	for _, closeVolume := range []bool{false, true} {
 		name := "ring"
