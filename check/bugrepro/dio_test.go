@@ -2,8 +2,8 @@ package bugrepro
 
 import (
 	"bytes"
+	"fmt"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,13 +16,7 @@ func newVolume(t *testing.T, o aiodio.Options) *aiodio.Volume {
 	t.Helper()
 	d := device.NewMemory(64<<20, 512)
 	t.Cleanup(func() { d.Close() })
-	if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	v, err := aiodio.OpenDevice(d, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := mkfsOpen(t, d, 0, o)
 	t.Cleanup(func() { v.Close() })
 	return v
 }
@@ -34,13 +28,7 @@ func newSimVolume(t *testing.T, o aiodio.Options) *aiodio.Volume {
 	d := sim.New(sim.Options{Size: 64 << 20, Seed: 1, Latency: 200 * time.Microsecond, LatencyJitter: true, Completers: 2})
 	t.Cleanup(func() { d.Close() })
 	d.Poison([]byte("PoIsOn-AiOdIo-\xde\xad"))
-	if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	v, err := aiodio.OpenDevice(d, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := mkfsOpen(t, d, 0, o)
 	t.Cleanup(func() { v.Close() })
 	return v
 }
@@ -53,35 +41,27 @@ func pattern(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
 // right after it at a sub-sector offset; the first bytes of the second write
 // read back as zeros.
 func TestBugUnalignedDirectWriteAfterSmallWrite(t *testing.T) {
-	for _, hp := range []aiodio.HolePolicy{aiodio.Unwritten, aiodio.BufferedFallback} {
-		t.Run(hp.String(), func(t *testing.T) {
-			v := newVolume(t, aiodio.Options{HolePolicy: hp})
-			f, err := v.OpenFile("f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT, 0o644)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			if err := f.Truncate(916416); err != nil {
-				t.Fatal(err)
-			}
-			a := pattern(16, 'a')
-			if _, err := f.WriteAt(a, 948480); err != nil {
-				t.Fatal(err)
-			}
-			b := pattern(32768, 'b')
-			if _, err := f.WriteAt(b, 948496); err != nil {
-				t.Fatal(err)
-			}
-			got := make([]byte, 16+32768)
-			if n, err := f.ReadAt(got, 948480); err != nil || n != len(got) {
-				t.Fatalf("read: %d, %v", n, err)
-			}
-			want := append(a, b...)
-			if i := firstDiff(got, want); i >= 0 {
-				t.Fatalf("byte at %d (offset %d) is %q, want %q", i, 948480+i, got[i], want[i])
-			}
-		})
-	}
+	forEachHolePolicy(t, func(t *testing.T, hp aiodio.HolePolicy) {
+		v := newVolume(t, aiodio.Options{HolePolicy: hp})
+		f := openDirect(t, v, 0)
+		defer f.Close()
+		if err := f.Truncate(916416); err != nil {
+			t.Fatal(err)
+		}
+		a := pattern(16, 'a')
+		if _, err := f.WriteAt(a, 948480); err != nil {
+			t.Fatal(err)
+		}
+		b := pattern(32768, 'b')
+		if _, err := f.WriteAt(b, 948496); err != nil {
+			t.Fatal(err)
+		}
+		got := mustReadFull(t, f, 16+32768, 948480, "")
+		want := append(a, b...)
+		if i := firstDiff(got, want); i >= 0 {
+			t.Fatalf("byte at %d (offset %d) is %q, want %q", i, 948480+i, got[i], want[i])
+		}
+	})
 }
 
 func firstDiff(a, b []byte) int {
@@ -102,27 +82,12 @@ func TestBugStalePageAfterExtendingDirectWrite(t *testing.T) {
 	v := newVolume(t, aiodio.Options{})
 	const iters = 300
 	for i := 0; i < iters; i++ {
-		name := "f"
-		d, err := v.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_DIRECT, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := v.OpenFile(name, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		d, b := openPair(t, v, os.O_TRUNC)
 		// EOF in the middle of the page [20480, 24576).
 		if _, err := d.WriteAt(pattern(24096, 'a'), 0); err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			buf := make([]byte, 1536)
-			for j := 0; j < 20; j++ {
-				b.ReadAt(buf, 23552) // races the write; any result is fine here
-			}
-		}()
+		done := raceReads(b, 1536, 23552, 20)
 		w := aiodio.AlignedBuffer(20480)
 		copy(w, pattern(20480, 'b'))
 		if _, err := d.WriteAt(w, 12288); err != nil { // extends to 32768
@@ -130,10 +95,7 @@ func TestBugStalePageAfterExtendingDirectWrite(t *testing.T) {
 		}
 		<-done
 		// The write completed before this read was issued: it must see it.
-		got := make([]byte, 8192)
-		if n, err := b.ReadAt(got, 20480); err != nil || n != len(got) {
-			t.Fatalf("iteration %d: read %d, %v", i, n, err)
-		}
+		got := mustReadFull(t, b, 8192, 20480, fmt.Sprintf("iteration %d: ", i))
 		if j := firstDiff(got, pattern(8192, 'b')); j >= 0 {
 			t.Fatalf("iteration %d: buffered read after the direct write completed: byte at offset %d is %q, want 'b' (stale cached page)", i, 20480+j, got[j])
 		}
@@ -148,38 +110,26 @@ func TestBugStalePageAfterExtendingDirectWrite(t *testing.T) {
 // the direct write's bytes read back as zeros (directly and buffered), as if
 // the stale dirty page was written back over them (I5).
 func TestBugDirectWriteLostToDirtyPage(t *testing.T) {
-	for _, hp := range []aiodio.HolePolicy{aiodio.Unwritten, aiodio.BufferedFallback} {
-		t.Run(hp.String(), func(t *testing.T) {
-			v := newVolume(t, aiodio.Options{HolePolicy: hp})
-			for i := 0; i < 50; i++ {
-				d, err := v.OpenFile("f", os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_DIRECT, 0o644)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, err := v.OpenFile("f", os.O_RDWR, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := b.WriteAt(pattern(11456, 'a'), 2896); err != nil { // dirty [0, 16384)
-					t.Fatal(err)
-				}
-				if _, err := d.WriteAt(pattern(64, 'b'), 15728); err != nil { // same page, other bytes
-					t.Fatal(err)
-				}
-				for _, h := range []*aiodio.File{d, b} {
-					got := make([]byte, 64)
-					if n, err := h.ReadAt(got, 15728); err != nil || n != 64 {
-						t.Fatalf("iteration %d: read: %d, %v", i, n, err)
-					}
-					if j := firstDiff(got, pattern(64, 'b')); j >= 0 {
-						t.Fatalf("iteration %d: direct write lost: byte at %d is %q (read via %s handle)", i, 15728+j, got[j], map[bool]string{true: "direct", false: "buffered"}[h == d])
-					}
-				}
-				d.Close()
-				b.Close()
+	forEachHolePolicy(t, func(t *testing.T, hp aiodio.HolePolicy) {
+		v := newVolume(t, aiodio.Options{HolePolicy: hp})
+		for i := 0; i < 50; i++ {
+			d, b := openPair(t, v, os.O_TRUNC)
+			if _, err := b.WriteAt(pattern(11456, 'a'), 2896); err != nil { // dirty [0, 16384)
+				t.Fatal(err)
 			}
-		})
-	}
+			if _, err := d.WriteAt(pattern(64, 'b'), 15728); err != nil { // same page, other bytes
+				t.Fatal(err)
+			}
+			for _, h := range []*aiodio.File{d, b} {
+				got := mustReadFull(t, h, 64, 15728, fmt.Sprintf("iteration %d: ", i))
+				if j := firstDiff(got, pattern(64, 'b')); j >= 0 {
+					t.Fatalf("iteration %d: direct write lost: byte at %d is %q (read via %s handle)", i, 15728+j, got[j], handleKind(h, d))
+				}
+			}
+			d.Close()
+			b.Close()
+		}
+	})
 }
 
 // TestBugExtendingBufferedWriteZeroesDirectData: found by
@@ -190,50 +140,34 @@ func TestBugDirectWriteLostToDirtyPage(t *testing.T) {
 // the page as it was before the direct write, and writes it back over the
 // direct write's data: durable loss of a completed write.
 func TestBugExtendingBufferedWriteZeroesDirectData(t *testing.T) {
-	for _, hp := range []aiodio.HolePolicy{aiodio.Unwritten, aiodio.BufferedFallback} {
-		t.Run(hp.String(), func(t *testing.T) {
-			v := newVolume(t, aiodio.Options{HolePolicy: hp})
-			for i := 0; i < 300; i++ {
-				d, err := v.OpenFile("f", os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_DIRECT, 0o644)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, err := v.OpenFile("f", os.O_RDWR, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := b.WriteAt(pattern(14352, 'a'), 0); err != nil { // EOF at 14352, in page [12288,16384)
-					t.Fatal(err)
-				}
-				if err := b.Sync(); err != nil {
-					t.Fatal(err)
-				}
-				done := make(chan error, 1)
-				go func() {
-					_, err := b.WriteAt(pattern(4096, 'c'), 27104) // extends far past EOF
-					done <- err
-				}()
-				if _, err := d.WriteAt(pattern(64, 'b'), 15728); err != nil { // extends inside the EOF page
-					t.Fatal(err)
-				}
-				if err := <-done; err != nil {
-					t.Fatal(err)
-				}
-				if err := b.Sync(); err != nil {
-					t.Fatal(err)
-				}
-				got := make([]byte, 64)
-				if n, err := d.ReadAt(got, 15728); err != nil || n != 64 {
-					t.Fatalf("iteration %d: read: %d, %v", i, n, err)
-				}
-				if j := firstDiff(got, pattern(64, 'b')); j >= 0 {
-					t.Fatalf("iteration %d: completed direct write lost: byte at %d is %q after Sync (direct read)", i, 15728+j, got[j])
-				}
-				d.Close()
-				b.Close()
+	forEachHolePolicy(t, func(t *testing.T, hp aiodio.HolePolicy) {
+		v := newVolume(t, aiodio.Options{HolePolicy: hp})
+		for i := 0; i < 300; i++ {
+			d, b := openPair(t, v, os.O_TRUNC)
+			if _, err := b.WriteAt(pattern(14352, 'a'), 0); err != nil { // EOF at 14352, in page [12288,16384)
+				t.Fatal(err)
 			}
-		})
-	}
+			if err := b.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			done := goWriteAt(b, pattern(4096, 'c'), 27104)               // extends far past EOF
+			if _, err := d.WriteAt(pattern(64, 'b'), 15728); err != nil { // extends inside the EOF page
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			got := mustReadFull(t, d, 64, 15728, fmt.Sprintf("iteration %d: ", i))
+			if j := firstDiff(got, pattern(64, 'b')); j >= 0 {
+				t.Fatalf("iteration %d: completed direct write lost: byte at %d is %q after Sync (direct read)", i, 15728+j, got[j])
+			}
+			d.Close()
+			b.Close()
+		}
+	})
 }
 
 // TestBugBufferedWriteResurrectsStalePage: found by TestStressPoisonShm
@@ -246,53 +180,37 @@ func TestBugExtendingBufferedWriteZeroesDirectData(t *testing.T) {
 // content) around the direct write's writeback+invalidate, and that page
 // was written back over the direct data. No EOF involved.
 func TestBugBufferedWriteResurrectsStalePage(t *testing.T) {
-	for _, hp := range []aiodio.HolePolicy{aiodio.Unwritten, aiodio.BufferedFallback} {
-		t.Run(hp.String(), func(t *testing.T) {
-			v := newSimVolume(t, aiodio.Options{HolePolicy: hp})
-			d, err := v.OpenFile("f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT, 0o644)
-			if err != nil {
+	forEachHolePolicy(t, func(t *testing.T, hp aiodio.HolePolicy) {
+		v := newSimVolume(t, aiodio.Options{HolePolicy: hp})
+		d, b := openPair(t, v, 0)
+		defer d.Close()
+		defer b.Close()
+		if err := d.Truncate(1 << 20); err != nil {
+			t.Fatal(err)
+		}
+		w := aiodio.AlignedBuffer(4096)
+		for i := 0; i < 200; i++ {
+			old := byte('a' + i%2)
+			if _, err := b.WriteAt(pattern(8192, old), 1040384); err != nil { // cached, dirty
 				t.Fatal(err)
 			}
-			defer d.Close()
-			b, err := v.OpenFile("f", os.O_RDWR, 0)
-			if err != nil {
+			done := goWriteAt(b, pattern(1024, 'c'), 1044480)
+			copy(w, pattern(4096, 'B'))
+			if _, err := d.WriteAt(w, 1044480); err != nil {
 				t.Fatal(err)
 			}
-			defer b.Close()
-			if err := d.Truncate(1 << 20); err != nil {
+			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
-			w := aiodio.AlignedBuffer(4096)
-			for i := 0; i < 200; i++ {
-				old := byte('a' + i%2)
-				if _, err := b.WriteAt(pattern(8192, old), 1040384); err != nil { // cached, dirty
-					t.Fatal(err)
-				}
-				done := make(chan error, 1)
-				go func() {
-					_, err := b.WriteAt(pattern(1024, 'c'), 1044480)
-					done <- err
-				}()
-				copy(w, pattern(4096, 'B'))
-				if _, err := d.WriteAt(w, 1044480); err != nil {
-					t.Fatal(err)
-				}
-				if err := <-done; err != nil {
-					t.Fatal(err)
-				}
-				if err := b.Sync(); err != nil {
-					t.Fatal(err)
-				}
-				got := make([]byte, 3072)
-				if n, err := d.ReadAt(got, 1045504); err != nil || n != len(got) {
-					t.Fatalf("iteration %d: read %d, %v", i, n, err)
-				}
-				if j := firstDiff(got, pattern(3072, 'B')); j >= 0 {
-					t.Fatalf("iteration %d: byte at %d is %q: only the completed direct write ('B') wrote there since the buffered write of %q", i, 1045504+j, got[j], old)
-				}
+			if err := b.Sync(); err != nil {
+				t.Fatal(err)
 			}
-		})
-	}
+			got := mustReadFull(t, d, 3072, 1045504, fmt.Sprintf("iteration %d: ", i))
+			if j := firstDiff(got, pattern(3072, 'B')); j >= 0 {
+				t.Fatalf("iteration %d: byte at %d is %q: only the completed direct write ('B') wrote there since the buffered write of %q", i, 1045504+j, got[j], old)
+			}
+		}
+	})
 }
 
 // TestBugStalePageAfterDirectOverwrite: BUG-2 without EOF. Found by
@@ -304,15 +222,8 @@ func TestBugBufferedWriteResurrectsStalePage(t *testing.T) {
 // after the write completed, buffered reads return the old data.
 func TestBugStalePageAfterDirectOverwrite(t *testing.T) {
 	v := newSimVolume(t, aiodio.Options{})
-	d, err := v.OpenFile("f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, b := openPair(t, v, 0)
 	defer d.Close()
-	b, err := v.OpenFile("f", os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer b.Close()
 	w := aiodio.AlignedBuffer(16384)
 	if _, err := d.WriteAt(w, 0); err != nil { // allocated and written
@@ -321,22 +232,12 @@ func TestBugStalePageAfterDirectOverwrite(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		want := pattern(16384, byte('A'+i%26))
 		copy(w, want)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			buf := make([]byte, 4096)
-			for j := 0; j < 5; j++ {
-				b.ReadAt(buf, 4096) // races the write; any result is fine here
-			}
-		}()
+		done := raceReads(b, 4096, 4096, 5)
 		if _, err := d.WriteAt(w, 0); err != nil {
 			t.Fatal(err)
 		}
 		<-done
-		got := make([]byte, 16384)
-		if n, err := b.ReadAt(got, 0); err != nil || n != len(got) {
-			t.Fatalf("iteration %d: read %d, %v", i, n, err)
-		}
+		got := mustReadFull(t, b, 16384, 0, fmt.Sprintf("iteration %d: ", i))
 		if j := firstDiff(got, want); j >= 0 {
 			t.Fatalf("iteration %d: buffered read after the direct overwrite completed: byte at %d is %q, want %q (stale cached page)", i, j, got[j], want[j])
 		}
