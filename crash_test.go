@@ -50,6 +50,11 @@ func (cf *crashFile) setSize(n int64) {
 // surviving image: fsck must be clean, every byte acknowledged by a Sync and
 // not changed since must be intact, and no file may contain a poison byte.
 // Every seed is printed on failure; rerun one with -run TestCrash/seed=N.
+//
+// Checked by hand: removing the data flush before the journal write in
+// meta's roundLocked makes it fail (seed 3: "d/f1: poison at 29184 after
+// crash (stale data, I1)", seed 21 likewise; seed 38: "d/f2: byte 45056 =
+// 0x0 after crash, synced 0xcf (I11)").
 func TestCrash(t *testing.T) {
 	seeds := 40
 	if testing.Short() {

@@ -15,6 +15,10 @@ import (
 
 // TestBadInput: bad offsets, lengths, modes, access modes and use after
 // Close give a clear error with the errno, never a panic (I12).
+//
+// Checked by hand: removing the EFBIG check of checkRange (file.go) makes
+// it fail ("huge truncate: got <nil>, want file too large"; the write past
+// MaxFileSize is still refused further down).
 func TestBadInput(t *testing.T) {
 	v := newMemVolume(t, 64<<20, Options{})
 	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE)
@@ -121,6 +125,10 @@ func TestRemoveOpenFile(t *testing.T) {
 // TestWritebackEIO: a device error while writing back cached data is
 // reported by the next File.Sync (and only once), the data stays cached and
 // reaches the device once the device works again (errseq semantics).
+//
+// Checked by hand: not bumping the file's errSeq in pagecache's
+// completeWriteback makes it fail ("sync after background failure: got
+// <nil>, want input/output error").
 func TestWritebackEIO(t *testing.T) {
 	v := newSimVolume(t, 64<<20, Options{}, sim.Options{Seed: 9})
 	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE)
@@ -159,6 +167,10 @@ func TestWritebackEIO(t *testing.T) {
 
 // TestENOSPC: a full volume fails allocating writes with ENOSPC, while
 // Remove, Truncate and overwrites of allocated blocks still work.
+//
+// Checked by hand: removing the ENOSPC check of the buffered-write
+// reservation (reserve.go) makes it fail ("buffered write on a full
+// volume: got <nil>, want no space left on device").
 func TestENOSPC(t *testing.T) {
 	v := newSimVolume(t, 8<<20, Options{}, sim.Options{Seed: 10})
 	keep := mustOpen(t, v.Volume, "keep", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT)
@@ -240,6 +252,11 @@ func TestENOSPC(t *testing.T) {
 // does not fit fails with ENOSPC (blocks are reserved at write time, though
 // allocated at writeback), and everything accepted before it is written
 // back by Sync without error and survives a remount.
+//
+// Checked by hand: removing the ENOSPC check of the buffered-write
+// reservation (reserve.go) makes it fail (the fill is accepted, then the
+// overwrite: "dirty limit reached and writeback is failing: ... no space
+// left on device").
 func TestBufferedENOSPC(t *testing.T) {
 	v := newSimVolume(t, 8<<20, Options{}, sim.Options{Seed: 13})
 	files := []*File{

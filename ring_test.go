@@ -343,6 +343,9 @@ func TestRingNoWait(t *testing.T) {
 
 // TestRingEIO: a device error on a direct op's request completes that op
 // once with EIO; the other ops are unaffected (I2, I12).
+//
+// Checked by hand: dropping the setErr(r.Err) of a failed request in dio's
+// requestDone makes it fail ("failed read: {UserData:1 N:65536 Err:<nil>}").
 func TestRingEIO(t *testing.T) {
 	v := newSimVolume(t, 64<<20, Options{}, sim.Options{Seed: 5})
 	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT)

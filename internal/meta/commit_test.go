@@ -60,6 +60,11 @@ func TestCommitFlushesDataFirst(t *testing.T) {
 // commit, cuts the power at a random point, and checks that every file whose
 // Commit returned nil survived (I11), for several seeds; -race checks the
 // locking of the commit rounds.
+//
+// Checked by hand: removing the flush after the journal write in
+// roundLocked makes it fail ("seed 2: acknowledged g7-17 lost"); so does
+// joining the running round (my := f.started in commit: "seed 1:
+// acknowledged g7-0 lost").
 func TestGroupCommitConcurrent(t *testing.T) {
 	for seed := int64(1); seed <= 8; seed++ {
 		dev := sim.New(sim.Options{Size: 4 << 20, SectorSize: 512, Seed: seed, Completers: 2})

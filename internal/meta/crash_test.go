@@ -27,6 +27,10 @@ import (
 // acknowledged is there, updates are never half applied, and every written
 // block holds exactly its own data (I1: no stale or foreign data).
 // Rerun one seed with -run 'TestCrashRecovery/seed=N'.
+//
+// Checked by hand: removing the data flush before the journal write in
+// roundLocked makes seeds 14, 58, 215 and 375 fail ("recovered state
+// matches no state at or after the last acknowledged commit").
 func TestCrashRecovery(t *testing.T) {
 	seeds := 400
 	if raceEnabled {
