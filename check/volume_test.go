@@ -42,6 +42,47 @@ func poisonImage(t *testing.T, path string, size int64) {
 	}
 }
 
+// newPoisonedSim is a poisoned sim device of volSize (seed seed, requests
+// completing after a jittered latency, in random order), closed when the
+// test ends, with a volume of block size bs (0: the default) made on it.
+func newPoisonedSim(t *testing.T, seed int64, latency time.Duration, bs int) *sim.Device {
+	t.Helper()
+	d := sim.New(sim.Options{Size: volSize, Seed: seed, Latency: latency, LatencyJitter: true, Completers: 2})
+	t.Cleanup(func() { d.Close() })
+	d.Poison(DefaultPoison)
+	if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{BlockSize: bs}); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// closeAtEnd closes tg when the test ends, unless the returned function has
+// closed it before: that one fails the test on a close error.
+func closeAtEnd(t *testing.T, tg *VolumeTarget) (closeNow func()) {
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			tg.Close()
+		}
+	})
+	return func() {
+		t.Helper()
+		closed = true
+		if err := tg.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+	}
+}
+
+// variantName names a stress variant's subtest: the hole policy, and the
+// block size when it is not the default (0).
+func variantName(hp aiodio.HolePolicy, blockSize int) string {
+	if blockSize == 0 {
+		return hp.String()
+	}
+	return fmt.Sprintf("%s-%dB-blocks", hp, blockSize)
+}
+
 // stressVolumePath runs the stress on a poisoned volume at path (an image
 // file or a block device), then checks the closed volume with Fsck.
 func stressVolumePath(t *testing.T, path string, hp aiodio.HolePolicy, ops int) {
@@ -52,17 +93,9 @@ func stressVolumePath(t *testing.T, path string, hp aiodio.HolePolicy, ops int) 
 	if err != nil {
 		t.Fatalf("open %s: %v", path, err)
 	}
-	closed := false
-	t.Cleanup(func() {
-		if !closed {
-			tg.Close()
-		}
-	})
+	closeTarget := closeAtEnd(t, tg)
 	runStress(t, tg, Config{Ops: ops, MaxFileSize: 512 << 10})
-	closed = true
-	if err := tg.Close(); err != nil {
-		t.Fatalf("close: %v", err)
-	}
+	closeTarget()
 	if f, err := aiodio.Fsck(path); err != nil || len(f) != 0 {
 		t.Fatalf("fsck after the run: %v %q", err, f)
 	}
@@ -140,34 +173,17 @@ func TestStressPoisonSim(t *testing.T) {
 	}
 	for _, v := range vs {
 		hp := v.hp
-		name := hp.String()
-		if v.blockSize != 0 {
-			name = fmt.Sprintf("%s-%dB-blocks", hp, v.blockSize)
-		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(variantName(hp, v.blockSize), func(t *testing.T) {
 			seed := testSeed(t)
-			d := sim.New(sim.Options{Size: volSize, Seed: seed, Latency: 200 * time.Microsecond, LatencyJitter: true, Completers: 2})
-			t.Cleanup(func() { d.Close() })
-			d.Poison(DefaultPoison)
-			if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{BlockSize: v.blockSize}); err != nil {
-				t.Fatal(err)
-			}
+			d := newPoisonedSim(t, seed, 200*time.Microsecond, v.blockSize)
 			tg, err := OpenVolumeDevice(d, aiodio.Options{HolePolicy: hp, CacheBytes: 8 << 20})
 			if err != nil {
 				t.Fatal(err)
 			}
-			closed := false
-			t.Cleanup(func() {
-				if !closed {
-					tg.Close()
-				}
-			})
+			closeTarget := closeAtEnd(t, tg)
 			// One ring shared by all workers: concurrent Submit and Wait (I2).
 			runStress(t, tg, Config{Seed: seed, Ops: v.ops, MaxFileSize: 512 << 10, SharedQueue: true})
-			closed = true
-			if err := tg.Close(); err != nil {
-				t.Fatalf("close: %v", err)
-			}
+			closeTarget()
 			if f, err := aiodio.FsckDevice(d); err != nil || len(f) != 0 {
 				t.Fatalf("fsck after the run: %v %q", err, f)
 			}
@@ -198,39 +214,22 @@ func TestStressCrashSim(t *testing.T) {
 	}
 	for _, v := range vs {
 		hp := v.hp
-		name := hp.String()
-		if v.blockSize != 0 {
-			name = fmt.Sprintf("%s-%dB-blocks", hp, v.blockSize)
-		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(variantName(hp, v.blockSize), func(t *testing.T) {
 			seed := testSeed(t)
-			d := sim.New(sim.Options{Size: volSize, Seed: seed, Latency: 50 * time.Microsecond, LatencyJitter: true, Completers: 2})
-			t.Cleanup(func() { d.Close() })
-			d.Poison(DefaultPoison)
-			if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{BlockSize: v.blockSize}); err != nil {
-				t.Fatal(err)
-			}
+			d := newPoisonedSim(t, seed, 50*time.Microsecond, v.blockSize)
 			tg, err := OpenVolumeSim(d, aiodio.Options{HolePolicy: hp, CacheBytes: 8 << 20},
 				sim.CrashOptions{KeepUnflushed: 0.5, TearUnflushed: 0.25})
 			if err != nil {
 				t.Fatal(err)
 			}
-			closed := false
-			t.Cleanup(func() {
-				if !closed {
-					tg.Close()
-				}
-			})
+			closeTarget := closeAtEnd(t, tg)
 			rep := runStress(t, tg, Config{Seed: seed, Ops: v.ops, MaxFileSize: 512 << 10, VerifyEvery: 3, CrashEvery: 1, Weights: v.weights})
 			if rep.Crashes == 0 {
 				t.Fatal("no power cut happened")
 			}
 			// Run ended by closing, fsck'ing (aiodio.FsckDevice) and
 			// reopening the volume; findings fail runStress.
-			closed = true
-			if err := tg.Close(); err != nil {
-				t.Fatalf("close: %v", err)
-			}
+			closeTarget()
 		})
 	}
 }
@@ -246,22 +245,12 @@ func TestStressEIOSim(t *testing.T) {
 	for _, hp := range policies {
 		t.Run(hp.String(), func(t *testing.T) {
 			seed := testSeed(t)
-			d := sim.New(sim.Options{Size: volSize, Seed: seed, Latency: 50 * time.Microsecond, LatencyJitter: true, Completers: 2})
-			t.Cleanup(func() { d.Close() })
-			d.Poison(DefaultPoison)
-			if err := aiodio.MkfsDevice(d, aiodio.MkfsOptions{BlockSize: *bsFlag}); err != nil {
-				t.Fatal(err)
-			}
+			d := newPoisonedSim(t, seed, 50*time.Microsecond, *bsFlag)
 			tg, err := OpenVolumeDevice(d, aiodio.Options{HolePolicy: hp, CacheBytes: 8 << 20})
 			if err != nil {
 				t.Fatal(err)
 			}
-			closed := false
-			t.Cleanup(func() {
-				if !closed {
-					tg.Close()
-				}
-			})
+			closeTarget := closeAtEnd(t, tg)
 			round := 0
 			var inj []*sim.Injection
 			faults := func(on bool) {
@@ -282,10 +271,7 @@ func TestStressEIOSim(t *testing.T) {
 			if rep.Injected == 0 {
 				t.Fatal("no injected error reached an op")
 			}
-			closed = true
-			if err := tg.Close(); err != nil {
-				t.Fatalf("close: %v", err)
-			}
+			closeTarget()
 		})
 	}
 }
