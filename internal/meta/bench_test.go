@@ -128,10 +128,32 @@ func BenchmarkFsck1MExtents(b *testing.B) {
 func BenchmarkCreateUnlink(b *testing.B) {
 	dev := device.NewMemory(256<<20, 512)
 	defer dev.Close()
+	f := mkfsMount(b, dev)
+	b.ResetTimer()
+	benchCreateUnlink(b, f)
+}
+
+// BenchmarkCreateUnlinkGroupCommit runs create+unlink+Commit from 32 per P
+// goroutines: every pair is durable before its goroutine goes on, and group
+// commit shares the flushes. Reports pairs/s and pairs per commit round.
+func BenchmarkCreateUnlinkGroupCommit(b *testing.B) {
+	dev := device.NewMemory(256<<20, 512)
+	defer dev.Close()
+	f := mkfsMount(b, dev)
+	benchCreateUnlinkCommit(b, f, 32, true)
+}
+
+// mkfsMount makes a volume on dev and mounts it.
+func mkfsMount(b *testing.B, dev device.Device) *FS {
 	must(b, Mkfs(dev, MkfsOptions{}))
 	f, err := Mount(dev, MountOptions{})
 	must(b, err)
-	b.ResetTimer()
+	return f
+}
+
+// benchCreateUnlink runs create+unlink pairs of empty files, with one Commit
+// per 1000 pairs and one at the end, and reports pairs/s.
+func benchCreateUnlink(b *testing.B, f *FS) {
 	i := 0
 	for b.Loop() {
 		name := fmt.Sprintf("d%d", i)
@@ -150,19 +172,16 @@ func BenchmarkCreateUnlink(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
 }
 
-// BenchmarkCreateUnlinkGroupCommit runs create+unlink+Commit from 32 per P
-// goroutines: every pair is durable before its goroutine goes on, and group
-// commit shares the flushes. Reports pairs/s and pairs per commit round.
-func BenchmarkCreateUnlinkGroupCommit(b *testing.B) {
-	dev := device.NewMemory(256<<20, 512)
-	defer dev.Close()
-	must(b, Mkfs(dev, MkfsOptions{}))
-	f, err := Mount(dev, MountOptions{})
-	must(b, err)
+// benchCreateUnlinkCommit runs create+unlink+Commit from perP goroutines
+// per P (resetting the timer first if reset), every pair durable before
+// its goroutine goes on, and reports pairs/s and pairs per commit round.
+func benchCreateUnlinkCommit(b *testing.B, f *FS, perP int, reset bool) {
 	var n atomic.Int64
-	b.SetParallelism(32)
+	b.SetParallelism(perP)
 	start := f.Stats().Commits
-	b.ResetTimer()
+	if reset {
+		b.ResetTimer()
+	}
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			name := fmt.Sprintf("p%d", n.Add(1))
@@ -193,7 +212,6 @@ func benchImage(b *testing.B) device.Device {
 		b.Skipf("device.Open: %v", err)
 	}
 	b.Cleanup(func() { dev.Close() })
-	must(b, Mkfs(dev, MkfsOptions{}))
 	return dev
 }
 
@@ -201,56 +219,15 @@ func benchImage(b *testing.B) device.Device {
 // create+unlink pairs with a Commit (flush, journal write, flush) every
 // 1000 pairs. Target: >= 20 000 pairs/s.
 func BenchmarkCreateUnlinkImage(b *testing.B) {
-	dev := benchImage(b)
-	f, err := Mount(dev, MountOptions{})
-	must(b, err)
-	i := 0
-	for b.Loop() {
-		name := fmt.Sprintf("d%d", i)
-		if _, _, err := f.Create(name, 0o644, true); err != nil {
-			b.Fatal(err)
-		}
-		if err := f.Unlink(name); err != nil {
-			b.Fatal(err)
-		}
-		i++
-		if i%1000 == 0 {
-			must(b, f.Commit())
-		}
-	}
-	must(b, f.Commit())
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+	f := mkfsMount(b, benchImage(b))
+	benchCreateUnlink(b, f)
 }
 
 // BenchmarkCreateUnlinkImageGroupCommit: 16 goroutines per P, each pair committed
 // (durable) before its goroutine continues; group commit shares the flushes.
 func BenchmarkCreateUnlinkImageGroupCommit(b *testing.B) {
-	dev := benchImage(b)
-	f, err := Mount(dev, MountOptions{})
-	must(b, err)
-	var n atomic.Int64
-	b.SetParallelism(16)
-	start := f.Stats().Commits
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			name := fmt.Sprintf("p%d", n.Add(1))
-			if _, _, err := f.Create(name, 0o644, true); err != nil {
-				b.Error(err)
-				return
-			}
-			if err := f.Unlink(name); err != nil {
-				b.Error(err)
-				return
-			}
-			if err := f.Commit(); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	rounds := f.Stats().Commits - start
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
-	b.ReportMetric(float64(b.N)/float64(max(rounds, 1)), "pairs/round")
+	f := mkfsMount(b, benchImage(b))
+	benchCreateUnlinkCommit(b, f, 16, false)
 }
 
 // BenchmarkAllocFragmented measures one allocation plus one free on a free

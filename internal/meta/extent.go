@@ -123,8 +123,17 @@ func extRemove(ext []format.Extent, fb, end int64, freed []span) ([]format.Exten
 // extMap appends the mappings covering [fb, fb+count), holes included.
 func extMap(dst []Mapping, ext []format.Extent, fb, count int64) []Mapping {
 	end := fb + count
-	pos := fb
-	for k := extIndex(ext, fb); k < len(ext) && pos < end; k++ {
+	dst, pos := appendMappings(dst, ext, fb, end)
+	return appendTailHole(dst, pos, end)
+}
+
+// appendMappings appends the mappings of ext (sorted, as a file's extents or
+// one leaf of them) covering [pos, end) from pos on, the holes before its
+// extents included, and returns where they stop: end, or the end of the
+// last extent of ext if that is before end (what follows it is left to
+// the caller).
+func appendMappings(dst []Mapping, ext []format.Extent, pos, end int64) ([]Mapping, int64) {
+	for k := extIndex(ext, pos); k < len(ext) && pos < end; k++ {
 		e := ext[k]
 		if e.FileBlock > pos {
 			hole := min(e.FileBlock, end) - pos
@@ -139,6 +148,11 @@ func extMap(dst []Mapping, ext []format.Extent, fb, count int64) []Mapping {
 		dst = append(dst, Mapping{FileBlock: pos, Count: n, DevBlock: e.DevBlock + skip, State: State(e.State)})
 		pos += n
 	}
+	return dst, pos
+}
+
+// appendTailHole appends the hole [pos, end) if it is not empty.
+func appendTailHole(dst []Mapping, pos, end int64) []Mapping {
 	if pos < end {
 		dst = append(dst, Mapping{FileBlock: pos, Count: end - pos, DevBlock: -1, State: Hole})
 	}

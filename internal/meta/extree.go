@@ -148,25 +148,7 @@ func (t *extTree) mapRange(dst []Mapping, fb, count int64) []Mapping {
 	end := fb + count
 	pos := fb
 	for li := t.leafIdx(fb); li < len(t.leaves) && pos < end; li++ {
-		l := t.leaves[li]
-		for k := extIndex(l, pos); k < len(l) && pos < end; k++ {
-			e := l[k]
-			if e.FileBlock > pos {
-				hole := min(e.FileBlock, end) - pos
-				dst = append(dst, Mapping{FileBlock: pos, Count: hole, DevBlock: -1, State: Hole})
-				pos += hole
-				if pos >= end {
-					break
-				}
-			}
-			skip := pos - e.FileBlock
-			n := min(e.Count-skip, end-pos)
-			dst = append(dst, Mapping{FileBlock: pos, Count: n, DevBlock: e.DevBlock + skip, State: State(e.State)})
-			pos += n
-		}
+		dst, pos = appendMappings(dst, t.leaves[li], pos, end)
 	}
-	if pos < end {
-		dst = append(dst, Mapping{FileBlock: pos, Count: end - pos, DevBlock: -1, State: Hole})
-	}
-	return dst
+	return appendTailHole(dst, pos, end)
 }
