@@ -164,6 +164,10 @@ type Report struct {
 	// RemovedErrs counts ops that failed with ESTALE or ENOENT because
 	// their file was removed during the round (allowed).
 	RemovedErrs int
+	// StalePageCacheEIO counts EIO from fsyncs (and RWF_DSYNC writes) of a
+	// target that reports direct/buffered collisions that way (Linux; see
+	// StalePageCacheReporter). Allowed; always 0 on aiodio.
+	StalePageCacheEIO int
 	// Crashes counts power cuts survived (CrashEvery).
 	Crashes int
 	// Findings are the target's consistency check findings.
@@ -193,6 +197,9 @@ func (r *Report) String() string {
 	fmt.Fprintf(&b, "  ops: %s\n", strings.Join(kinds, " "))
 	if r.RemovedErrs > 0 {
 		fmt.Fprintf(&b, "  ops on files removed under them (ESTALE/ENOENT): %d\n", r.RemovedErrs)
+	}
+	if r.StalePageCacheEIO > 0 {
+		fmt.Fprintf(&b, "  EIO from fsync after a direct write collided with buffered I/O (the kernel's stale page cache report; data verified): %d\n", r.StalePageCacheEIO)
 	}
 	if r.Injected > 0 {
 		fmt.Fprintf(&b, "  ops failed by injected faults: %d\n", r.Injected)

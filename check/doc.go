@@ -3,9 +3,13 @@
 // It runs one seeded, randomized, concurrent workload against a Target —
 // an aiodio volume (VolumeTarget: files are *aiodio.File, async ops go
 // through aiodio.Ring) or a directory of a kernel filesystem (DirTarget:
-// open(2) with O_DIRECT, pread/pwrite, fallocate) — and verifies every byte
-// read. The kernel run proves the suite itself: a finding there is a bug of
-// the suite, not of the kernel.
+// open(2) with O_DIRECT, pread/pwrite, fallocate; async ops on goroutines,
+// or with DirTarget.URing io_uring requests on the files' descriptors, the
+// kernel's asynchronous direct-I/O path) — and verifies every byte read.
+// The default kernel run proves the suite itself: a finding there on a
+// well-tested filesystem is a bug of the suite. With URing, ext4 shows the
+// direct/buffered page collision Linux documents (see DirTarget); aiodio
+// does not.
 //
 // # Workload
 //

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrFailed is wrapped by the error Run returns when the target broke an
@@ -65,6 +67,7 @@ type runner struct {
 
 	bytesWritten, bytesRead, bytesVerified, poison                     atomic.Int64
 	mismatches, errs, completions, busy, nowait, injected, removedErrs atomic.Int64
+	staleEIO                                                           atomic.Int64
 
 	// mu protects failures.
 	mu       sync.Mutex
@@ -89,8 +92,22 @@ func (r *runner) opError(o *opRec, err error) {
 		r.removedErrs.Add(1) // the file was removed under the op (aiodio: ErrRemoved)
 		return
 	}
+	if (o.kind == kSync || o.kind == kAsyncFsync || o.kind.isWrite() && o.flags&unix.RWF_DSYNC != 0) && r.staleCacheEIO(err) {
+		return
+	}
 	r.errs.Add(1)
 	r.fail(o.slot, o.id, -1, "unexpected error: %v: %v", o, err)
+}
+
+// staleCacheEIO reports (and counts) whether err, from a sync, is the
+// target's report of a direct write that collided with buffered I/O (see
+// StalePageCacheReporter).
+func (r *runner) staleCacheEIO(err error) bool {
+	if sr, ok := r.t.(StalePageCacheReporter); ok && sr.StalePageCacheEIO() && errors.Is(err, syscall.EIO) {
+		r.staleEIO.Add(1)
+		return true
+	}
+	return false
 }
 
 // Run runs the stress workload on t and verifies every byte read (see the

@@ -55,6 +55,20 @@ type Crasher interface {
 	Crash(seed int64) error
 }
 
+// StalePageCacheReporter is implemented by targets that, like Linux,
+// report a direct write whose page-cache invalidation failed after the
+// write completed (it collided with buffered I/O of the same range) as EIO
+// from the file's next fsync, and from that write itself when it was
+// RWF_DSYNC: Linux's dio_warn_stale_pagecache sets the file's writeback
+// error and logs "Page cache invalidation failure on direct I/O. Possible
+// data corruption due to collision with buffered I/O!". Nothing is lost by
+// it (the verifier still checks every byte); the exerciser counts such
+// errors in Report.StalePageCacheEIO instead of failing. aiodio volumes
+// never do this (I5) and do not implement the interface.
+type StalePageCacheReporter interface {
+	StalePageCacheEIO() bool
+}
+
 // File is an open file of a Target.
 type File interface {
 	ReadAt(p []byte, off int64) (int, error)

@@ -411,7 +411,7 @@ func (r *runner) verifyAll(ctx context.Context, what string, direct bool) error 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := fs.buffered.Sync(); err != nil {
+		if err := fs.buffered.Sync(); err != nil && !r.staleCacheEIO(err) {
 			r.errs.Add(1)
 			r.fail(fs.slot, fs.id, -1, "%s: sync: %v", what, err)
 		}
@@ -481,6 +481,7 @@ func (r *runner) report() Report {
 	rep.NoWait = int(r.nowait.Load())
 	rep.Injected = int(r.injected.Load())
 	rep.RemovedErrs = int(r.removedErrs.Load())
+	rep.StalePageCacheEIO = int(r.staleEIO.Load())
 	if c, ok := r.t.(Checker); ok {
 		f, err := c.Check()
 		if err != nil {

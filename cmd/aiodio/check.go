@@ -57,7 +57,7 @@ func newCheckCmd(a *app) *cobra.Command {
 	f.IntVar(&o.cfg.QueueDepth, "qd", o.cfg.QueueDepth, "async ops each worker keeps in flight")
 	f.Var(&o.maxFile, "max-file-size", "bound on file sizes")
 	f.Var(&o.size, "size", "size of a new IMAGE")
-	f.StringVar(&o.engine, "engine", o.engine, "device engine for a volume: auto, uring or threads")
+	f.StringVar(&o.engine, "engine", o.engine, "device engine for a volume: auto, uring or threads; for a directory, uring sends async ops through io_uring (default: goroutines with pread/pwrite)")
 	f.StringVar(&o.policy, "hole-policy", o.policy, "hole policy for a volume: unwritten or fallback")
 	f.BoolVar(&o.strict, "strict-alignment", false, "volume: misaligned direct I/O fails with EINVAL like Linux")
 	f.BoolVar(&o.keep, "keep", false, "keep the files (and a created IMAGE) afterwards")
@@ -119,9 +119,15 @@ func runCheck(ctx context.Context, a *app, path string, o checkOptions) error {
 	if err != nil {
 		return fmt.Errorf("check: opening %s: %w", path, err)
 	}
+	if dt, ok := t.(*check.DirTarget); ok && o.engine == "uring" {
+		dt.URing = true
+	}
 	what := "volume"
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		what = "kernel directory"
+	if dt, ok := t.(*check.DirTarget); ok {
+		what = "kernel directory (async ops on goroutines)"
+		if dt.URing {
+			what = "kernel directory (async ops through io_uring)"
+		}
 	} else if created {
 		what = "new volume (poisoned before mkfs)"
 	}
