@@ -302,8 +302,14 @@ type proberCache struct{ *fakeCache }
 func (p proberCache) NeedsWriteback(off, n int64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for b := range p.dirty {
-		if b*p.bs < off+n && (b+1)*p.bs > off {
+	return anyBlockIn(p.dirty, p.bs, off, n)
+}
+
+// anyBlockIn reports whether a block of m (keyed by block number, blocks of
+// bs bytes) overlaps [off, off+n).
+func anyBlockIn[V any](m map[int64]V, bs, off, n int64) bool {
+	for b := range m {
+		if b*bs < off+n && (b+1)*bs > off {
 			return true
 		}
 	}
@@ -493,10 +499,5 @@ type presenceCache struct{ *fakeCache }
 func (p presenceCache) HasPages(off, n int64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for b := range p.pages {
-		if b*p.bs < off+n && (b+1)*p.bs > off {
-			return true
-		}
-	}
-	return false
+	return anyBlockIn(p.pages, p.bs, off, n)
 }

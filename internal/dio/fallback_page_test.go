@@ -6,7 +6,6 @@ import (
 
 	"github.com/aiodio/aiodio/device"
 	"github.com/aiodio/aiodio/device/sim"
-	"github.com/aiodio/aiodio/internal/meta"
 	"github.com/aiodio/aiodio/internal/pagecache"
 )
 
@@ -25,28 +24,9 @@ func TestFallbackRemainderAfterInvalidation(t *testing.T) {
 	const bs = 1024
 	dev := sim.New(sim.Options{Size: 32 << 20, Seed: 7})
 	defer dev.Close()
-	if err := meta.Mkfs(dev, meta.MkfsOptions{BlockSize: bs}); err != nil {
-		t.Fatal(err)
-	}
-	fs, err := meta.Mount(dev, meta.MountOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	ino, _, err := fs.Create("f", 0o644, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(dev, fs, Options{BlockSize: bs, HolePolicy: BufferedFallback})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	in := NewInode(ino, 0, nil)
-	pc := pagecache.New(pagecache.Options{Limit: 1 << 20})
-	defer pc.Close()
-	cf := pc.Open(&backing{fs: fs, dev: dev, in: in})
-	in.cache = cf
+	st := newMetaStack(t, dev, bs, BufferedFallback, 0)
+	defer st.close()
+	fs, ino, e, in, cf := st.fs, st.ino, st.e, st.in, st.cf
 
 	// Blocks 0 and 1 written with 'o'; blocks 2 and 3 a hole inside the size.
 	if n, err := e.WriteAt(in, bytes.Repeat([]byte{'o'}, 2*bs), 0, 0); n != 2*bs || err != nil {

@@ -208,6 +208,22 @@ func TestCachePresenceSkipsEmptyRanges(t *testing.T) {
 	if calls := r.cache.Calls(); len(calls) != 0 {
 		t.Fatalf("cache calls for an empty range: %v", calls)
 	}
+	r.checkDirtyPageRead()
+	if _, err := r.e.WriteAt(r.in, alignbuf.Alloc(testBS), testBS, 0); err != nil {
+		t.Fatal(err)
+	}
+	if p, d := r.cache.cachedBlocks(); p != 0 || d != 0 {
+		t.Fatalf("after a direct write over it: %d pages, %d dirty", p, d)
+	}
+	r.checkIdle()
+}
+
+// checkDirtyPageRead dirties the cached page of block 1 and checks that a
+// direct read of the block sees the dirty bytes: the page is written back
+// before the read (I5).
+func (r *rig) checkDirtyPageRead() {
+	t := r.t
+	t.Helper()
 	r.cache.dirtyPage(1, []byte("dirty!"))
 	got := alignbuf.Alloc(testBS)
 	if _, err := r.e.ReadAt(r.in, got, testBS, 0); err != nil {
@@ -216,13 +232,6 @@ func TestCachePresenceSkipsEmptyRanges(t *testing.T) {
 	if string(got[:6]) != "dirty!" {
 		t.Fatalf("direct read did not see the dirty cached page: %q", got[:6])
 	}
-	if _, err := r.e.WriteAt(r.in, alignbuf.Alloc(testBS), testBS, 0); err != nil {
-		t.Fatal(err)
-	}
-	if p, d := r.cache.cachedBlocks(); p != 0 || d != 0 {
-		t.Fatalf("after a direct write over it: %d pages, %d dirty", p, d)
-	}
-	r.checkIdle()
 }
 
 // TestCacheProberSkipsCleanWriteback: with a Cache that implements
@@ -247,13 +256,6 @@ func TestCacheProberSkipsCleanWriteback(t *testing.T) {
 			t.Fatalf("write-back called with nothing dirty: %v", r.cache.Calls())
 		}
 	}
-	r.cache.dirtyPage(1, []byte("dirty!"))
-	got := alignbuf.Alloc(testBS)
-	if _, err := r.e.ReadAt(r.in, got, testBS, 0); err != nil {
-		t.Fatal(err)
-	}
-	if string(got[:6]) != "dirty!" {
-		t.Fatalf("direct read did not see the dirty cached page: %q", got[:6])
-	}
+	r.checkDirtyPageRead()
 	r.checkIdle()
 }

@@ -3,9 +3,9 @@ package dio
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -86,94 +86,66 @@ func TestConcurrentWritersNoLossNoStale(t *testing.T) {
 		}
 		checkBytes := func(what string, got []byte, off int64, final bool) {
 			t.Helper()
-			if bytes.Contains(got, poison[:4]) {
-				t.Fatalf("round %d %s: poison read", round, what)
+			checkWriterBytes(t, fmt.Sprintf("round %d %s", round, what), got, off, final, covering)
+		}
+		write := func(i int) {
+			id, x := byte(i+1), ws[i]
+			buf := bytes.Repeat([]byte{id}, x.n)
+			if id%3 == 0 { // misaligned memory
+				buf = alignbuf.Alloc(x.n + 1)[1:]
+				for k := range buf {
+					buf[k] = id
+				}
 			}
-			for i, v := range got {
-				c := covering(off + int64(i))
-				ok := bytes.IndexByte(c, v) >= 0 || v == 0 && (!final || len(c) == 0)
-				if !ok {
-					t.Fatalf("round %d %s: byte %d holds %d; covering writers %v (final %v)", round, what, off+int64(i), v, c, final)
-				}
+			flags := uint32(0)
+			if id%4 == 0 {
+				flags = NoWait
+			}
+			// Async, through an Op whose completions are counted
+			// (exactly once, I2), and never completed when refused.
+			var calls atomic.Int32
+			done := make(chan struct{}, 2)
+			op := &Op{Inode: in, Buf: buf, Off: x.off, Flags: flags, Done: func(*Op) {
+				calls.Add(1)
+				done <- struct{}{}
+			}}
+			err := e.Write(op)
+			if flags != 0 && errors.Is(err, syscall.EAGAIN) {
+				// Refused without side effects; retry blocking
+				// (what io_uring does with a NOWAIT EAGAIN).
+				nrefused.Add(1)
+				op.Flags = 0
+				err = e.Write(op)
+			}
+			k := 0
+			if err == nil {
+				<-done
+				k, err = op.N, op.Err
+			}
+			yield()
+			if c := calls.Load(); err == nil && c != 1 || err != nil && c != 0 {
+				t.Errorf("write %d: Done called %d times (Write returned %v)", id, c, err)
+			}
+			if k != x.n || err != nil {
+				t.Errorf("write %d: %d, %v", id, k, err)
 			}
 		}
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i, x := range ws {
-			wg.Add(1)
-			go func(id byte, x w) {
-				defer wg.Done()
-				<-start
-				buf := bytes.Repeat([]byte{id}, x.n)
-				if id%3 == 0 { // misaligned memory
-					buf = alignbuf.Alloc(x.n + 1)[1:]
-					for k := range buf {
-						buf[k] = id
-					}
+		newReader := func(g int) (step func() bool) {
+			rr := rand.New(rand.NewPCG(uint64(round*10+g), 5))
+			return func() bool {
+				off := rr.Int64N(fileMax)
+				n := 1 + rr.IntN(2*testBS)
+				got := make([]byte, n)
+				k, err := e.ReadAt(in, got, off, 0)
+				if err != nil && !errors.Is(err, io.EOF) {
+					t.Errorf("read: %v", err)
+					return false
 				}
-				flags := uint32(0)
-				if id%4 == 0 {
-					flags = NoWait
-				}
-				// Async, through an Op whose completions are counted
-				// (exactly once, I2), and never completed when refused.
-				var calls atomic.Int32
-				done := make(chan struct{}, 2)
-				op := &Op{Inode: in, Buf: buf, Off: x.off, Flags: flags, Done: func(*Op) {
-					calls.Add(1)
-					done <- struct{}{}
-				}}
-				err := e.Write(op)
-				if flags != 0 && errors.Is(err, syscall.EAGAIN) {
-					// Refused without side effects; retry blocking
-					// (what io_uring does with a NOWAIT EAGAIN).
-					nrefused.Add(1)
-					op.Flags = 0
-					err = e.Write(op)
-				}
-				k := 0
-				if err == nil {
-					<-done
-					k, err = op.N, op.Err
-				}
-				yield()
-				if c := calls.Load(); err == nil && c != 1 || err != nil && c != 0 {
-					t.Errorf("write %d: Done called %d times (Write returned %v)", id, c, err)
-				}
-				if k != x.n || err != nil {
-					t.Errorf("write %d: %d, %v", id, k, err)
-				}
-			}(byte(i+1), x)
+				checkBytes("concurrent read", got[:k], off, false)
+				return true
+			}
 		}
-		close(start)
-		stop := make(chan struct{})
-		var rwg sync.WaitGroup
-		for g := 0; g < 2; g++ {
-			rwg.Add(1)
-			go func(seed uint64) {
-				defer rwg.Done()
-				rr := rand.New(rand.NewPCG(seed, 5))
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					off := rr.Int64N(fileMax)
-					n := 1 + rr.IntN(2*testBS)
-					got := make([]byte, n)
-					k, err := e.ReadAt(in, got, off, 0)
-					if err != nil && !errors.Is(err, io.EOF) {
-						t.Errorf("read: %v", err)
-						return
-					}
-					checkBytes("concurrent read", got[:k], off, false)
-				}
-			}(uint64(round*10 + g))
-		}
-		wg.Wait()
-		close(stop)
-		rwg.Wait()
+		raceWritersReaders(len(ws), 2, write, newReader)
 		want := int64(pre * testBS)
 		for _, x := range ws {
 			want = max(want, x.off+int64(x.n))
