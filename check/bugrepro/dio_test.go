@@ -3,7 +3,6 @@ package bugrepro
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -81,8 +80,7 @@ func firstDiff(a, b []byte) int {
 func TestBugStalePageAfterExtendingDirectWrite(t *testing.T) {
 	v := newVolume(t, aiodio.Options{})
 	const iters = 300
-	for i := 0; i < iters; i++ {
-		d, b := openPair(t, v, os.O_TRUNC)
+	eachFreshPair(t, v, iters, func(i int, d, b *aiodio.File) {
 		// EOF in the middle of the page [20480, 24576).
 		if _, err := d.WriteAt(pattern(24096, 'a'), 0); err != nil {
 			t.Fatal(err)
@@ -99,9 +97,7 @@ func TestBugStalePageAfterExtendingDirectWrite(t *testing.T) {
 		if j := firstDiff(got, pattern(8192, 'b')); j >= 0 {
 			t.Fatalf("iteration %d: buffered read after the direct write completed: byte at offset %d is %q, want 'b' (stale cached page)", i, 20480+j, got[j])
 		}
-		d.Close()
-		b.Close()
-	}
+	})
 }
 
 // TestBugDirectWriteLostToDirtyPage: found by TestStressPoisonShm (seed 13,
@@ -112,8 +108,7 @@ func TestBugStalePageAfterExtendingDirectWrite(t *testing.T) {
 func TestBugDirectWriteLostToDirtyPage(t *testing.T) {
 	forEachHolePolicy(t, func(t *testing.T, hp aiodio.HolePolicy) {
 		v := newVolume(t, aiodio.Options{HolePolicy: hp})
-		for i := 0; i < 50; i++ {
-			d, b := openPair(t, v, os.O_TRUNC)
+		eachFreshPair(t, v, 50, func(i int, d, b *aiodio.File) {
 			if _, err := b.WriteAt(pattern(11456, 'a'), 2896); err != nil { // dirty [0, 16384)
 				t.Fatal(err)
 			}
@@ -126,9 +121,7 @@ func TestBugDirectWriteLostToDirtyPage(t *testing.T) {
 					t.Fatalf("iteration %d: direct write lost: byte at %d is %q (read via %s handle)", i, 15728+j, got[j], handleKind(h, d))
 				}
 			}
-			d.Close()
-			b.Close()
-		}
+		})
 	})
 }
 
@@ -142,8 +135,7 @@ func TestBugDirectWriteLostToDirtyPage(t *testing.T) {
 func TestBugExtendingBufferedWriteZeroesDirectData(t *testing.T) {
 	forEachHolePolicy(t, func(t *testing.T, hp aiodio.HolePolicy) {
 		v := newVolume(t, aiodio.Options{HolePolicy: hp})
-		for i := 0; i < 300; i++ {
-			d, b := openPair(t, v, os.O_TRUNC)
+		eachFreshPair(t, v, 300, func(i int, d, b *aiodio.File) {
 			if _, err := b.WriteAt(pattern(14352, 'a'), 0); err != nil { // EOF at 14352, in page [12288,16384)
 				t.Fatal(err)
 			}
@@ -164,9 +156,7 @@ func TestBugExtendingBufferedWriteZeroesDirectData(t *testing.T) {
 			if j := firstDiff(got, pattern(64, 'b')); j >= 0 {
 				t.Fatalf("iteration %d: completed direct write lost: byte at %d is %q after Sync (direct read)", i, 15728+j, got[j])
 			}
-			d.Close()
-			b.Close()
-		}
+		})
 	})
 }
 

@@ -176,3 +176,15 @@ func goWriteAt(h *aiodio.File, p []byte, off int64) <-chan error {
 	}()
 	return done
 }
+
+// eachFreshPair runs f iters times, each time with "f" opened afresh on v
+// (truncated) as a direct/buffered pair (openPair), closing both after it.
+func eachFreshPair(t *testing.T, v *aiodio.Volume, iters int, f func(i int, d, b *aiodio.File)) {
+	t.Helper()
+	for i := 0; i < iters; i++ {
+		d, b := openPair(t, v, os.O_TRUNC)
+		f(i, d, b)
+		d.Close()
+		b.Close()
+	}
+}
