@@ -1,8 +1,7 @@
 package bugrepro
 
-// Minimal reproductions of engine bugs found by the stress suite. Each is
-// recorded in /work/plan/ISSUES-from-check.md; they pass once the bug is
-// fixed.
+// Minimal reproductions of lock bugs found by the stress suite (see the
+// package doc).
 
 import (
 	"context"
