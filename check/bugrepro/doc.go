@@ -2,5 +2,5 @@
 // check stress suite, one test each, built on the smallest layer that shows
 // the bug (so they build even while the upper layers are being changed).
 // Each test's comment tells its bug (what the stress run showed, the cause,
-// the fix); all of them pass now, and each fails if its fix is undone.
+// the fix); each failed before its fix and passes now.
 package bugrepro
