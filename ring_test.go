@@ -279,6 +279,10 @@ func TestDirectReadAcrossEOF(t *testing.T) {
 // TestDirectReadWritesBackDirtyPages: data written through a buffered open
 // and still dirty in the cache is what a direct read of the same file
 // returns (I5).
+//
+// Checked by hand: removing the write-back of dirty pages in dio's Read
+// (writeBack before the read is submitted) makes it fail ("direct read does
+// not see the buffered write").
 func TestDirectReadWritesBackDirtyPages(t *testing.T) {
 	v := newSimVolume(t, 64<<20, Options{}, sim.Options{Seed: 3})
 	b := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE)
@@ -383,6 +387,13 @@ func TestRingEIO(t *testing.T) {
 // flight (its device request held by the sim), Stat and readers see the old
 // size and no stale bytes; a truncate waits for it (I7); once it completes,
 // Stat reports at least its end (I8).
+//
+// Checked by hand: raising the size at submission (in.GrowSize(d.dend) right
+// after d.submit() in dio's Write) makes it fail ("size visible before the
+// data landed: 69632 (I8)", then it hangs in the deferred Close with the
+// write still held); removing DIO.Wait from dio's Inode.Drain makes it hang
+// (the truncate returns at once, so the wait for it to hold the inode lock
+// never ends).
 func TestExtendingAsyncWriteSize(t *testing.T) {
 	v := newSimVolume(t, 64<<20, Options{}, sim.Options{Seed: 12})
 	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT)

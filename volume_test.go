@@ -133,6 +133,10 @@ func TestNamespace(t *testing.T) {
 // TestOpenTwiceAndForeign checks that an image can be opened only once at
 // a time (clear error, EBUSY), that a foreign image is refused (EINVAL with
 // a message saying what was found), and that data survives Close + Open.
+//
+// Checked by hand: removing the flock(LOCK_EX|LOCK_NB) of device.Open's
+// Exclusive option makes it fail ("second open: want a clear EBUSY error,
+// got <nil>").
 func TestOpenTwiceAndForeign(t *testing.T) {
 	img := tempImage(t)
 	if err := Mkfs(img, MkfsOptions{}); !errors.Is(err, syscall.EINVAL) {
@@ -216,6 +220,9 @@ func TestOpenTwiceAndForeign(t *testing.T) {
 }
 
 // TestBadOptions: invalid options fail with EINVAL, no panic.
+//
+// Checked by hand: removing the hole-policy check in openDevice makes it
+// fail ("bad hole policy: <nil>").
 func TestBadOptions(t *testing.T) {
 	d := device.NewMemory(16<<20, 512)
 	defer d.Close()

@@ -140,6 +140,10 @@ func TestEOFRead300(t *testing.T) {
 
 // TestStrictAlignmentEINVAL: with StrictAlignment, EINVAL exactly where
 // Linux O_DIRECT gives it, and nothing is submitted.
+//
+// Checked by hand: removing the StrictAlignment check in validate makes it
+// fail ("offset write=false: err = <nil>, want EINVAL", … "5 requests
+// submitted for rejected ops").
 func TestStrictAlignmentEINVAL(t *testing.T) {
 	r := newRig(t, rigOpts{strict: true})
 	good := alignbuf.Alloc(8192)

@@ -329,6 +329,12 @@ func TestRangeCancelWhileWaiting(t *testing.T) {
 // ranges at once (LockAll) or one (Lock, shared or exclusive), and checks
 // with a per-block owner table that no two holders of conflicting ranges
 // overlap. A deadlock hangs the test (the go test timeout reports it).
+//
+// Checked by hand: letting a shared range not conflict with an exclusive one
+// (conflicts testing !r.Shared && !o.Shared) makes it fail ("block 13: 1
+// exclusive and 1 shared holders"); enqueuing LockAll's ranges one at a
+// time, each waited for before the next is enqueued, in the caller's order,
+// makes it hang (deadlock, go test -timeout 30s).
 func TestRangeRandomNoDeadlockNoOverlap(t *testing.T) {
 	var l RangeLock
 	const blocks = 64
