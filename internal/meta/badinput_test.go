@@ -2,6 +2,7 @@ package meta
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,12 +12,36 @@ import (
 )
 
 // TestMkfsBadInput checks that bad block sizes and too-small devices are
-// refused with EINVAL/ENOSPC.
+// refused with EINVAL/ENOSPC by mkfs's own checks: each bad size breaks one
+// rule only (on a device whose sector size lets the others pass), the error
+// must be mkfs's block-size error (not a later device error), and the same
+// device takes a good block size.
+//
+// Checked by hand: removing the power-of-two test in Mkfs fails the 1536
+// case, removing the logical-block-size test fails the 2048-on-4096 case
+// (the device's own EINVAL does not name the block size), and removing the
+// ErrTooSmall check in layout fails the small-device case.
 func TestMkfsBadInput(t *testing.T) {
-	dev := sim.New(sim.Options{Size: 8 << 20, SectorSize: 4096})
-	defer dev.Close()
-	for _, bs := range []int{256, 3000, 131072, 2048} {
-		wantErr(t, Mkfs(dev, MkfsOptions{BlockSize: bs}), syscall.EINVAL, "block size")
+	cases := []struct {
+		name       string
+		sector, bs int
+	}{
+		{"not a power of two", 512, 1536},
+		{"below the minimum", 512, 256},
+		{"above the maximum", 512, 131072},
+		{"smaller than the device's sector", 4096, 2048},
+	}
+	for _, c := range cases {
+		dev := sim.New(sim.Options{Size: 8 << 20, SectorSize: c.sector})
+		err := Mkfs(dev, MkfsOptions{BlockSize: c.bs})
+		wantErr(t, err, syscall.EINVAL, c.name)
+		if !strings.Contains(err.Error(), fmt.Sprintf("mkfs: block size %d ", c.bs)) {
+			t.Fatalf("%s: %v is not mkfs's block-size error", c.name, err)
+		}
+		if err := Mkfs(dev, MkfsOptions{BlockSize: c.sector}); err != nil {
+			t.Fatalf("%s: the device refuses a good block size too: %v", c.name, err)
+		}
+		dev.Close()
 	}
 	small := sim.New(sim.Options{Size: 64 << 10, SectorSize: 512})
 	defer small.Close()
