@@ -390,10 +390,10 @@ func TestRingEIO(t *testing.T) {
 //
 // Checked by hand: raising the size at submission (in.GrowSize(d.dend) right
 // after d.submit() in dio's Write) makes it fail ("size visible before the
-// data landed: 69632 (I8)", then it hangs in the deferred Close with the
-// write still held); removing DIO.Wait from dio's Inode.Drain makes it hang
-// (the truncate returns at once, so the wait for it to hold the inode lock
-// never ends).
+// data landed: 69632 (I8)"); removing DIO.Wait from dio's Inode.Drain
+// makes it fail ("truncate returned while a direct write was in flight").
+// (Before the held write was released on failure and the wait for the
+// truncate watched it return, both hung instead.)
 func TestExtendingAsyncWriteSize(t *testing.T) {
 	v := newSimVolume(t, 64<<20, Options{}, sim.Options{Seed: 12})
 	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT)
@@ -404,6 +404,13 @@ func TestExtendingAsyncWriteSize(t *testing.T) {
 	r, _ := v.NewRing(2)
 	defer r.Close()
 	v.sim.HoldIf(func(rq *device.Request) bool { return rq.Kind == device.Write })
+	// On a failure below, release the held write first (this defer runs
+	// before the earlier ones), so the deferred closes do not wait for it
+	// forever and the failure is reported instead of a hang.
+	defer func() {
+		v.sim.HoldIf(nil)
+		v.sim.ReleaseAll()
+	}()
 	w := AlignedBuffer(64 << 10)
 	for i := range w {
 		w[i] = 9
@@ -429,6 +436,11 @@ func TestExtendingAsyncWriteSize(t *testing.T) {
 	for {
 		if writer, _ := f.in.d.Lock.Held(); writer {
 			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("truncate returned while a direct write was in flight: %v", err)
+		default:
 		}
 		runtime.Gosched()
 	}
