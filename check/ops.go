@@ -35,6 +35,10 @@ const (
 var kindNames = [numKinds]string{"async-write", "async-read", "async-buf-write", "async-buf-read", "async-fsync",
 	"direct-write", "direct-read", "buf-write", "buf-read", "stat", "stat-name", "truncate", "punch", "zero-range", "falloc", "sync", "remove"}
 
+// OpKinds returns the names of the op kinds, as Config.Weights and the
+// report use them.
+func OpKinds() []string { return kindNames[:] }
+
 func (k kind) String() string {
 	if k < numKinds {
 		return kindNames[k]

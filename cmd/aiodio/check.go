@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/aiodio/aiodio"
@@ -41,7 +42,10 @@ func newCheckCmd(a *app) *cobra.Command {
 			"fsyncs on a few files, and verifies every byte read against a model (no stale\n" +
 			"or poison bytes, no lost or torn writes, sizes never ahead of data).\n\n" +
 			"DIR: a directory of a kernel filesystem (ext4, xfs, tmpfs, a FUSE mount),\n" +
-			"driven through open(2) with O_DIRECT and io_uring: proves the suite itself.\n" +
+			"driven through open(2) with O_DIRECT and pread/pwrite, async ops on goroutines\n" +
+			"(proves the suite itself) or, with --engine uring, through io_uring (checks the\n" +
+			"filesystem's asynchronous direct I/O; Linux's direct/buffered page collisions\n" +
+			"show there: --weights buf-write=0,async-buf-write=0 leaves buffered writes out).\n" +
 			"IMAGE: an aiodio volume (image file or block device); a missing IMAGE is\n" +
 			"created for the run with --size, filled with the poison marker before mkfs,\n" +
 			"and removed afterwards (unless --keep). The volume is fsck'd and reopened at\n" +
@@ -62,12 +66,18 @@ func newCheckCmd(a *app) *cobra.Command {
 	f.BoolVar(&o.strict, "strict-alignment", false, "volume: misaligned direct I/O fails with EINVAL like Linux")
 	f.BoolVar(&o.keep, "keep", false, "keep the files (and a created IMAGE) afterwards")
 	f.BoolVar(&o.progress, "progress", false, "print a line per round to stderr")
+	f.StringToIntVar(&o.cfg.Weights, "weights", nil, "op mix by kind name as in the report, e.g. truncate=100,buf-write=0 (0 leaves a kind out)")
 	return cmd
 }
 
 func runCheck(ctx context.Context, a *app, path string, o checkOptions) error {
 	if err := checkEngine(o.engine); err != nil {
 		return err
+	}
+	for name, w := range o.cfg.Weights {
+		if !slices.Contains(check.OpKinds(), name) || w < 0 {
+			return usagef("--weights: %s=%d: want a weight ≥ 0 for one of %s", name, w, strings.Join(check.OpKinds(), ", "))
+		}
 	}
 	vo := aiodio.Options{Engine: o.engine, StrictAlignment: o.strict, Logger: a.log}
 	policy, err := parsePolicy(o.policy)

@@ -46,6 +46,14 @@ func TestCheckExistingVolumeAndDir(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("check left files in the directory: %v", ents)
 	}
+	// io_uring for the async ops, and an op mix without buffered writes.
+	code, stdout, _ := cli(t, "check", dir, "--ops", "150", "--engine", "uring", "--weights", "buf-write=0,async-buf-write=0")
+	if code != exitOK || !strings.Contains(stdout, "through io_uring") {
+		t.Errorf("check of a directory with io_uring: exit %d", code)
+	}
+	if strings.Contains(stdout, "buf-write=") || !strings.Contains(stdout, "async-write=") {
+		t.Errorf("--weights buf-write=0,async-buf-write=0 not applied: %s", stdout)
+	}
 }
 
 func TestCheckUsage(t *testing.T) {
@@ -58,6 +66,9 @@ func TestCheckUsage(t *testing.T) {
 		{"check", dir, "--hole-policy", "bogus"},
 		{"check", dir, "--engine", "bogus"},
 		{"check", dir, "--max-file-size", "1k"},
+		{"check", dir, "--weights", "nosuch=1"},
+		{"check", dir, "--weights", "truncate=-1"},
+		{"check", dir, "--weights", "truncate"},
 	} {
 		if code, _, _ := cli(t, args...); code != exitUsage {
 			t.Errorf("aiodio %q: exit %d, want %d", args, code, exitUsage)
