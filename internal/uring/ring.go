@@ -33,14 +33,14 @@ type Ring struct {
 
 // NewRing sets up a ring with at least entries SQ entries. flags are setup
 // flags; COOP_TASKRUN is tried and dropped if the kernel refuses it, and so
-// are DEFER_TASKRUN with SINGLE_ISSUER (Linux 6.1) when asked for.
+// is SINGLE_ISSUER (Linux 6.0) when asked for.
 func NewRing(entries uint32, flags uint32) (*Ring, error) {
 	var p Params
 	p.Flags = flags | SetupCoopTaskrun
 	fd, err := setup(entries, &p)
-	if err == unix.EINVAL && flags&SetupDeferTaskrun != 0 {
-		// DEFER_TASKRUN and SINGLE_ISSUER came with Linux 6.1.
-		flags &^= SetupDeferTaskrun | SetupSingleIssuer
+	if err == unix.EINVAL && flags&SetupSingleIssuer != 0 {
+		// SINGLE_ISSUER came with Linux 6.0.
+		flags &^= SetupSingleIssuer
 		p = Params{Flags: flags | SetupCoopTaskrun}
 		fd, err = setup(entries, &p)
 	}

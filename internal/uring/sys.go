@@ -29,7 +29,6 @@ const (
 	SetupCoopTaskrun  = 1 << 8
 	SetupTaskrunFlag  = 1 << 9
 	SetupSingleIssuer = 1 << 12
-	SetupDeferTaskrun = 1 << 13
 )
 
 // Features.
