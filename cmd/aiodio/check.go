@@ -29,6 +29,7 @@ type checkOptions struct {
 	strict   bool
 	keep     bool
 	progress bool
+	scenario string
 }
 
 func newCheckCmd(a *app) *cobra.Command {
@@ -66,6 +67,7 @@ func newCheckCmd(a *app) *cobra.Command {
 	f.BoolVar(&o.strict, "strict-alignment", false, "volume: misaligned direct I/O fails with EINVAL like Linux")
 	f.BoolVar(&o.keep, "keep", false, "keep the files (and a created IMAGE) afterwards")
 	f.BoolVar(&o.progress, "progress", false, "print a line per round to stderr")
+	f.StringVar(&o.scenario, "scenario", "", "run one named race instead of the random workload, --ops times: extend-truncate (an async direct write past end of file racing a truncate that raises the size; use --engine uring for a directory)")
 	f.StringToIntVar(&o.cfg.Weights, "weights", nil, "op mix by kind name as in the report, e.g. truncate=100,buf-write=0 (0 leaves a kind out)")
 	return cmd
 }
@@ -73,6 +75,9 @@ func newCheckCmd(a *app) *cobra.Command {
 func runCheck(ctx context.Context, a *app, path string, o checkOptions) error {
 	if err := checkEngine(o.engine); err != nil {
 		return err
+	}
+	if o.scenario != "" && o.scenario != "extend-truncate" {
+		return usagef("--scenario %q: want extend-truncate", o.scenario)
 	}
 	for name, w := range o.cfg.Weights {
 		if !slices.Contains(check.OpKinds(), name) || w < 0 {
@@ -141,6 +146,9 @@ func runCheck(ctx context.Context, a *app, path string, o checkOptions) error {
 	} else if created {
 		what = "new volume (poisoned before mkfs)"
 	}
+	if o.scenario != "" {
+		return runScenario(ctx, a, t, what, path, o)
+	}
 	fmt.Fprintf(a.stdout, "aiodio check: %s %s, %d ops on %d files, %d workers × queue depth %d\n",
 		what, path, o.cfg.Ops, o.cfg.Files, o.cfg.Workers, o.cfg.QueueDepth)
 	rep, runErr := check.Run(ctx, t, o.cfg)
@@ -155,6 +163,25 @@ func runCheck(ctx context.Context, a *app, path string, o checkOptions) error {
 		return fmt.Errorf("check failed (seed %d): %w", rep.Seed, check.ErrFailed)
 	}
 	fmt.Fprintf(a.stdout, "OK: seed %d, %s verified, 0 poison bytes, 0 mismatches\n", rep.Seed, fmtBytes(rep.BytesVerified))
+	return nil
+}
+
+// runScenario runs --scenario (extend-truncate) --ops times on t and
+// closes it.
+func runScenario(ctx context.Context, a *app, t check.Target, what, path string, o checkOptions) error {
+	fmt.Fprintf(a.stdout, "aiodio check --scenario %s: %s %s, %d iterations\n", o.scenario, what, path, o.cfg.Ops)
+	lost, err := check.ExtendTruncateRace(ctx, t, o.cfg.Ops)
+	if cerr := t.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("closing %s: %w", path, cerr)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "%s: %d of %d completed writes lost (read back as zeros after a truncate that raised the size)\n", o.scenario, lost, o.cfg.Ops)
+	if lost > 0 {
+		return fmt.Errorf("%s: %d writes lost: %w", o.scenario, lost, check.ErrFailed)
+	}
+	fmt.Fprintf(a.stdout, "OK: no completed write lost\n")
 	return nil
 }
 

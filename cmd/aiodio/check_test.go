@@ -46,8 +46,13 @@ func TestCheckExistingVolumeAndDir(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("check left files in the directory: %v", ents)
 	}
+	// The extend-truncate race on the volume: no write lost.
+	code, stdout, _ := cli(t, "check", img, "--scenario", "extend-truncate", "--ops", "50")
+	if code != exitOK || !strings.Contains(stdout, "0 of 50 completed writes lost") {
+		t.Errorf("--scenario extend-truncate on a volume: exit %d: %s", code, stdout)
+	}
 	// io_uring for the async ops, and an op mix without buffered writes.
-	code, stdout, _ := cli(t, "check", dir, "--ops", "150", "--engine", "uring", "--weights", "buf-write=0,async-buf-write=0")
+	code, stdout, _ = cli(t, "check", dir, "--ops", "150", "--engine", "uring", "--weights", "buf-write=0,async-buf-write=0")
 	if code != exitOK || !strings.Contains(stdout, "through io_uring") {
 		t.Errorf("check of a directory with io_uring: exit %d", code)
 	}
@@ -69,6 +74,7 @@ func TestCheckUsage(t *testing.T) {
 		{"check", dir, "--weights", "nosuch=1"},
 		{"check", dir, "--weights", "truncate=-1"},
 		{"check", dir, "--weights", "truncate"},
+		{"check", dir, "--scenario", "nosuch"},
 	} {
 		if code, _, _ := cli(t, args...); code != exitUsage {
 			t.Errorf("aiodio %q: exit %d, want %d", args, code, exitUsage)
