@@ -51,6 +51,10 @@ func TestCheckExistingVolumeAndDir(t *testing.T) {
 	if code != exitOK || !strings.Contains(stdout, "0 of 50 completed writes lost") {
 		t.Errorf("--scenario extend-truncate on a volume: exit %d: %s", code, stdout)
 	}
+	code, stdout, _ = cli(t, "check", img, "--scenario", "page-collision", "--ops", "50")
+	if code != exitOK || !strings.Contains(stdout, "0 of 50 direct writes lost bytes") {
+		t.Errorf("--scenario page-collision on a volume: exit %d: %s", code, stdout)
+	}
 	// io_uring for the async ops, and an op mix without buffered writes.
 	code, stdout, _ = cli(t, "check", dir, "--ops", "150", "--engine", "uring", "--weights", "buf-write=0,async-buf-write=0")
 	if code != exitOK || !strings.Contains(stdout, "through io_uring") {
