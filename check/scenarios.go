@@ -1,5 +1,8 @@
 package check
 
+// Named races (aiodio check --scenario): small, repeatable reductions of
+// what the random workload found on kernel filesystems through io_uring.
+
 import (
 	"bytes"
 	"context"
