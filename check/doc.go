@@ -93,7 +93,12 @@
 // RWF_DSYNC (a completed one must survive the next power cut).
 //
 // Package check/bugrepro holds the minimal reproductions of the engine bugs
-// this suite found.
+// this suite found. The named races ExtendTruncateRace and
+// PageCollisionRace (`aiodio check --scenario`) are the reductions of what
+// it found on kernel filesystems through io_uring: a truncate raising the
+// size over a completed extending write (xfs), and a buffered write into a
+// page of a direct write in flight (ext4, xfs). Every target must lose
+// nothing in them; aiodio volumes don't.
 //
 // Entry point: Run(ctx, target, Config) (Report, error); OpenTarget opens a
 // directory or a volume for `aiodio check`.
