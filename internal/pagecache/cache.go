@@ -431,7 +431,9 @@ func (c *Cache) backgroundFlush() {
 		}
 		c.mu.Lock()
 		if c.wbErrSeq != errSeq {
+			err := c.wbErr
 			c.mu.Unlock()
+			c.log.Warn("pagecache: background writeback failed", "err", err)
 			return
 		}
 		over := c.nDirty+c.nReserved > c.bgThresh

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -157,6 +159,38 @@ func TestWritebackErrorReportedOnce(t *testing.T) {
 		t.Fatalf("Invalidate after successful Sync: %v", err)
 	}
 }
+
+// TestBackgroundWritebackErrorLogged: a failed background writeback is
+// logged to Options.Logger (with its errno), once per round. (Checked by
+// hand: without the Warn in backgroundFlush it fails; the first version of
+// the pipelined flusher had lost it.)
+func TestBackgroundWritebackErrorLogged(t *testing.T) {
+	var mu sync.Mutex // protects buf
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), nil))
+	c, b, f := newTest(t, Options{DirtyAge: time.Millisecond, Logger: log})
+	b.setFail(true)
+	mustWrite(t, f, b, fill(5*PageSize, 0x5A), 0)
+	waitFor(t, "a background writeback error", func() bool { return c.Stats().WritebackErrors > 0 })
+	waitFor(t, "the log line", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(buf.String(), "background writeback failed") && strings.Contains(buf.String(), "input/output error")
+	})
+	b.setFail(false)
+	if err := f.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("first Sync after background EIO: %v, want EIO", err)
+	}
+}
+
+// writerFunc adapts a function to io.Writer.
+type writerFunc func(p []byte) (int, error)
+
+func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
 
 // TestSyncErrorNotLost: a Sync whose own writeback fails reports EIO; the
 // pages stay dirty, a later Sync retries them.
