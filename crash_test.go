@@ -288,21 +288,11 @@ func TestDsyncSurvivesCrash(t *testing.T) {
 		t.Fatal(c.Err)
 	}
 	nd := d.Crash(sim.CrashOptions{}) // every unflushed write is lost
-	defer nd.Close()
+	t.Cleanup(func() { nd.Close() })
 	r.Close()
 	v.Close()
 	d.Close()
-	checkFsck(t, nd)
-	v2, err := OpenDevice(nd, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := v2.Close(); err != nil {
-			t.Error(err)
-		}
-		checkFsck(t, nd)
-	}()
+	v2 := mountAfterCrash(t, nd)
 	for _, c := range []struct {
 		name string
 		off  int

@@ -91,6 +91,26 @@ func (tv *testVolume) remount(t testing.TB, o Options) {
 	tv.Volume = v
 }
 
+// mountAfterCrash fsck's the device a crash left (sim.Device.Crash) and
+// mounts it; when the test ends the volume is closed and fsck'd again.
+// Callers register nd's own close with t.Cleanup before calling (cleanups
+// run last-in first-out, so nd outlives the volume).
+func mountAfterCrash(t testing.TB, nd device.Device) *Volume {
+	t.Helper()
+	checkFsck(t, nd)
+	v, err := OpenDevice(nd, Options{})
+	if err != nil {
+		t.Fatalf("mount after the crash: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := v.Close(); err != nil {
+			t.Error(err)
+		}
+		checkFsck(t, nd)
+	})
+	return v
+}
+
 func checkFsck(t testing.TB, d device.Device) {
 	t.Helper()
 	findings, err := FsckDevice(d)

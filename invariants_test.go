@@ -399,21 +399,11 @@ func TestI10_DsyncWriteSurvivesCrash(t *testing.T) {
 				want = append(want, w...)
 			}
 			nd := d.Crash(sim.CrashOptions{}) // every unflushed write is lost
-			defer nd.Close()
+			t.Cleanup(func() { nd.Close() })
 			f.Close()
 			v.Close()
 			d.Close()
-			checkFsck(t, nd)
-			v2, err := OpenDevice(nd, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				if err := v2.Close(); err != nil {
-					t.Error(err)
-				}
-				checkFsck(t, nd)
-			}()
+			v2 := mountAfterCrash(t, nd)
 			g := mustOpen(t, v2, "f", os.O_RDONLY)
 			got := readAll(t, g)
 			g.Close()
@@ -482,7 +472,7 @@ func TestI11_PowerCutWithHeldWrite(t *testing.T) {
 				t.Fatalf("dsync write: %d %+v %v", k, out[0], err)
 			}
 			nd := d.Crash(co)
-			defer nd.Close()
+			t.Cleanup(func() { nd.Close() })
 			d.HoldIf(nil)
 			d.ReleaseAll()
 			r.Close()
@@ -490,17 +480,7 @@ func TestI11_PowerCutWithHeldWrite(t *testing.T) {
 			b.Close()
 			v.Close()
 			d.Close()
-			checkFsck(t, nd)
-			v2, err := OpenDevice(nd, Options{})
-			if err != nil {
-				t.Fatalf("mount after the power cut: %v", err)
-			}
-			defer func() {
-				if err := v2.Close(); err != nil {
-					t.Error(err)
-				}
-				checkFsck(t, nd)
-			}()
+			v2 := mountAfterCrash(t, nd)
 			fa := mustOpen(t, v2, "a", os.O_RDONLY|syscall.O_DIRECT)
 			got := readAll(t, fa)
 			fa.Close()
