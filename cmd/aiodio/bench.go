@@ -35,3 +35,18 @@ func newBenchCmd(a *app) *cobra.Command {
 	}
 	return cmd
 }
+
+// checkBenchFlags checks the flags every bench command shares: --engine,
+// --seconds and --rounds.
+func checkBenchFlags(engine string, seconds, rounds int) error {
+	if err := checkEngine(engine); err != nil {
+		return err
+	}
+	if seconds < 1 || seconds > 3600 {
+		return usagef("--seconds %d out of range [1, 3600]", seconds)
+	}
+	if rounds < 1 || rounds > 100 {
+		return usagef("--rounds %d out of range [1, 100]", rounds)
+	}
+	return nil
+}

@@ -177,14 +177,8 @@ func prepareTarget(ctx context.Context, a *app, file, dir string, size int64) (b
 }
 
 func runBenchDevice(ctx context.Context, a *app, o benchOptions) error {
-	if err := checkEngine(o.engine); err != nil {
+	if err := checkBenchFlags(o.engine, o.seconds, o.rounds); err != nil {
 		return err
-	}
-	if o.seconds < 1 || o.seconds > 3600 {
-		return usagef("--seconds %d out of range [1, 3600]", o.seconds)
-	}
-	if o.rounds < 1 || o.rounds > 100 {
-		return usagef("--rounds %d out of range [1, 100]", o.rounds)
 	}
 	ws, err := selectWorkloads(o.workloads)
 	if err != nil {

@@ -100,14 +100,8 @@ type fileBench struct {
 }
 
 func runBenchFile(ctx context.Context, a *app, o fileBenchOptions) error {
-	if err := checkEngine(o.engine); err != nil {
+	if err := checkBenchFlags(o.engine, o.seconds, o.rounds); err != nil {
 		return err
-	}
-	if o.seconds < 1 || o.seconds > 3600 {
-		return usagef("--seconds %d out of range [1, 3600]", o.seconds)
-	}
-	if o.rounds < 1 || o.rounds > 100 {
-		return usagef("--rounds %d out of range [1, 100]", o.rounds)
 	}
 	if o.writers < 1 || o.writers > 256 {
 		return usagef("--writers %d out of range [1, 256]", o.writers)
