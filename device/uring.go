@@ -27,7 +27,7 @@ type uringDev struct {
 	cond    sync.Cond
 	free    []int32
 	backlog fifo
-	pending int // accepted requests whose Done has not returned
+	pending int // accepted requests whose Done has not returned, and registrations in progress
 	closed  bool
 
 	closeOnce sync.Once
@@ -230,7 +230,12 @@ func (d *uringDev) complete(ud uint64, res int32) {
 	}
 
 	r.Done(r)
+	d.endPending()
+}
 
+// endPending ends one pending request (or registration), waking Close when
+// it was the last.
+func (d *uringDev) endPending() {
 	d.mu.Lock()
 	d.pending--
 	if d.pending == 0 && d.closed {
@@ -249,17 +254,24 @@ func (d *uringDev) RegisterBuffers(bufs [][]byte) error {
 	if !d.fixed.once.CompareAndSwap(false, true) {
 		return fmt.Errorf("device: register buffers: already registered: %w", syscall.EBUSY)
 	}
-	// Held across the syscall so Close cannot release the ring meanwhile
-	// (Close marks the device closed under mu before it does).
+	// Counted as pending, like a request, so Close cannot release the ring
+	// meanwhile; mu is not held across the call: on a single-issuer ring
+	// the reaper makes it, and the reaper's completions take mu.
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.closed {
+		d.mu.Unlock()
 		return fmt.Errorf("device: register buffers: %w", ErrClosed)
 	}
-	if err := d.q.RegisterBuffers(bufs); err != nil {
+	d.pending++
+	d.mu.Unlock()
+	err = d.q.RegisterBuffers(bufs)
+	if err == nil {
+		d.fixed.table.Store(t)
+	}
+	d.endPending()
+	if err != nil {
 		return fmt.Errorf("device: %w", err)
 	}
-	d.fixed.table.Store(t)
 	return nil
 }
 

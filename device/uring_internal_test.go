@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/aiodio/aiodio/internal/alignbuf"
@@ -161,5 +164,62 @@ func TestUringRegisteredBuffers(t *testing.T) {
 	}
 	if _, err := newFixedTable(nil); !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("no buffers: %v, want EINVAL", err)
+	}
+}
+
+// TestUringRegisterBuffersWhileBusy registers buffers while the reaper is
+// busy completing (and resubmitting) requests. A single-issuer ring runs
+// the registration on the reaper's thread, so RegisterBuffers must not hold
+// the device mutex while it waits for the reaper: completions take it.
+// (Checked by hand: holding d.mu across q.RegisterBuffers, as the first
+// single-issuer version did, deadlocks here.)
+func TestUringRegisterBuffersWhileBusy(t *testing.T) {
+	perr := uring.Probe()
+	testenv.Need(t, "io_uring", perr == nil, "io_uring_setup failed")
+	dev, err := Open(filepath.Join(t.TempDir(), "img"), OpenOptions{Engine: "uring", Create: true, Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var inflight sync.WaitGroup
+	reqs := make([]Request, 16)
+	for i := range reqs {
+		r := &reqs[i]
+		*r = Request{Kind: Read, Off: int64(i) * 4096, Buf: alignbuf.Alloc(4096)}
+		r.Done = func(r *Request) {
+			if r.Err != nil || stop.Load() {
+				inflight.Done()
+				return
+			}
+			if _, err := dev.Submit(r); err != nil {
+				inflight.Done()
+			}
+		}
+		inflight.Add(1)
+		if _, err := dev.Submit(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	registered := make(chan error, 1)
+	go func() {
+		registered <- dev.(BufferRegistrar).RegisterBuffers([][]byte{alignbuf.Alloc(64 << 10)})
+	}()
+	select {
+	case err := <-registered:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("RegisterBuffers did not return within 10 s while requests completed (deadlock)")
+	}
+	stop.Store(true)
+	inflight.Wait()
+	for i := range reqs {
+		if reqs[i].Err != nil {
+			t.Fatalf("request %d: %v", i, reqs[i].Err)
+		}
+	}
+	if err := dev.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
