@@ -70,7 +70,7 @@ func newUringDev(fd int, info Info, depth int) (*uringDev, error) {
 	if tmpfs {
 		d.sqeFlags = uring.SQEAsync
 	}
-	q, err := uring.NewQueue(uint32(depth), d.complete, uring.QueueOptions{Doorbell: !tmpfs})
+	q, err := uring.NewQueue(uint32(depth), d.complete, uring.QueueOptions{Doorbell: !tmpfs, Eager: !tmpfs})
 	if err != nil {
 		return nil, err
 	}

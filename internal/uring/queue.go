@@ -33,6 +33,9 @@ type Queue struct {
 	// Spin is how many times the reaper polls the CQ (yielding the
 	// processor) before blocking in io_uring_enter; 0 blocks at once.
 	spin int
+	// eager: the reaper submits what each completion callback published
+	// before it reaps the next completion (see QueueOptions.Eager).
+	eager bool
 
 	// Doorbell mode: only the reaper's thread enters the kernel. Other
 	// submitters publish their SQEs and, when the reaper sleeps, write the
@@ -67,6 +70,20 @@ type QueueOptions struct {
 	// Doorbell routes every submission through the reaper's locked thread
 	// (see Queue); Entries is then one less (the doorbell read).
 	Doorbell bool
+	// Eager makes the reaper submit what each completion callback
+	// publishes at once, with GETEVENTS (which runs the completion work
+	// the kernel deferred to this thread and so posts the completions that
+	// arrived meanwhile), before it reaps the next completion: fio's
+	// pattern, one io_uring_enter per resubmitted request. Without it
+	// the reaper runs every available callback and submits their
+	// requests in one batch; at a fixed queue depth the batches then
+	// complete together and stay together (a convoy), and a virtual disk
+	// serves such bursts more slowly than a steady stream. Measured on
+	// the ext4 root disk (4 KiB random writes, queue depth 32, eight
+	// alternated 1 s pairs): 1.02-1.41x the IOPS of batching, median
+	// 1.3x; it costs a system call per resubmission, which the reaper's
+	// own thread pays.
+	Eager bool
 }
 
 // NewQueue sets up a ring of entries SQ entries and starts its reaper, which
@@ -81,7 +98,7 @@ type QueueOptions struct {
 // 4 KiB random writes on ext4 ran about 4 % slower (ABBA runs, 5 of 5),
 // random reads 2.6 % (3 of 6).
 func NewQueue(entries uint32, complete func(userData uint64, res int32), o QueueOptions) (*Queue, error) {
-	q := &Queue{complete: complete, done: make(chan struct{}), spin: o.Spin, efd: -1}
+	q := &Queue{complete: complete, done: make(chan struct{}), spin: o.Spin, eager: o.Eager, efd: -1}
 	q.handleFn = q.handle
 	if !o.Doorbell {
 		r, err := NewRing(entries, o.SetupFlags)
@@ -202,7 +219,11 @@ func (q *Queue) reaper(setup func()) {
 	q.reaping = true
 	q.mu.Unlock()
 	for {
-		q.ring.Reap(q.handleFn)
+		if q.eager {
+			q.reapEagerly()
+		} else {
+			q.ring.Reap(q.handleFn)
+		}
 		q.mu.Lock()
 		calls := q.calls
 		q.calls = nil
@@ -275,6 +296,28 @@ func (q *Queue) reaper(setup func()) {
 		q.reaping = true
 		q.sleeping, q.rung = false, false
 		q.mu.Unlock()
+	}
+}
+
+// reapEagerly runs the callbacks of the available completions one at a
+// time, submitting what each published before taking the next (see
+// QueueOptions.Eager). It runs on the reaper; a failed submission is left
+// for the reaper's main loop, which retries it.
+// At most one CQ's worth is reaped per call, so that registrations and the
+// doorbell are not starved under a load that never lets the CQ run dry.
+func (q *Queue) reapEagerly() {
+	for range q.ring.cqMask + 1 {
+		if !q.ring.ReapOne(q.handleFn) {
+			return
+		}
+		if n := q.ring.Unsubmitted(); n > 0 {
+			_, errno := enter(q.ring.fd, n, 0, EnterGetevents)
+			switch errno {
+			case 0, syscall.EINTR, syscall.EAGAIN, syscall.EBUSY:
+			default:
+				panic(fmt.Sprintf("uring: io_uring_enter(submit %d): %v", n, errno))
+			}
+		}
 	}
 }
 

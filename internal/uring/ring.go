@@ -152,6 +152,19 @@ func (r *Ring) Reap(fn func(userData uint64, res int32)) int {
 	return n
 }
 
+// ReapOne calls fn for the next CQE, if any, and reports whether there was one.
+func (r *Ring) ReapOne(fn func(userData uint64, res int32)) bool {
+	head := atomic.LoadUint32(r.cqHead)
+	if head == atomic.LoadUint32(r.cqTail) {
+		return false
+	}
+	c := &r.cqes[head&r.cqMask]
+	ud, res := c.UserData, c.Res
+	atomic.StoreUint32(r.cqHead, head+1)
+	fn(ud, res)
+	return true
+}
+
 // CQReady reports whether completions are waiting.
 func (r *Ring) CQReady() bool {
 	return atomic.LoadUint32(r.cqHead) != atomic.LoadUint32(r.cqTail)

@@ -259,3 +259,56 @@ func testFixedBuffers(t *testing.T, doorbell bool) {
 		t.Fatal("registering no buffers succeeded")
 	}
 }
+
+// TestEagerSubmission: with QueueOptions.Eager, what a completion callback
+// publishes is in the kernel before the next completion's callback runs.
+// Two NOPs are submitted together (they complete inline, so both CQEs are
+// usually there when the reaper looks); the first's callback publishes a
+// third NOP, and the second's callback records how many published SQEs the
+// kernel has not consumed: 0 when eager. Without Eager the reaper submits
+// only after running every available callback, so the second callback sees
+// the third NOP still unsubmitted (checked by hand: with Eager false it
+// fails in 20 of 20 runs, both modes). Run in both doorbell modes.
+func TestEagerSubmission(t *testing.T) {
+	needUring(t)
+	defer goleak.VerifyNone(t)
+	for _, doorbell := range []bool{false, true} {
+		t.Run(fmt.Sprintf("doorbell=%v", doorbell), func(t *testing.T) {
+			var q *Queue
+			unsubmittedAtSecond := make(chan uint32, 1)
+			third := make(chan struct{})
+			ready := make(chan struct{})
+			complete := func(ud uint64, res int32) {
+				<-ready
+				switch ud {
+				case 1:
+					q.Lock()
+					e := q.SQE()
+					e.Opcode, e.UserData = OpNop, 3
+					q.Commit()
+				case 2:
+					unsubmittedAtSecond <- q.ring.Unsubmitted()
+				case 3:
+					close(third)
+				}
+			}
+			var err error
+			q, err = NewQueue(8, complete, QueueOptions{Doorbell: doorbell, Eager: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			close(ready)
+			q.Lock()
+			for ud := uint64(1); ud <= 2; ud++ {
+				e := q.SQE()
+				e.Opcode, e.UserData = OpNop, ud
+			}
+			q.Commit()
+			if n := <-unsubmittedAtSecond; n != 0 {
+				t.Errorf("second completion's callback ran with %d published SQE(s) not yet submitted: the first callback's request was not submitted at once", n)
+			}
+			<-third
+		})
+	}
+}
