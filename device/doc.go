@@ -37,6 +37,13 @@
 // pool for a file on tmpfs, and an explicit io_uring engine there submits
 // from the calling threads (no doorbell) with IOSQE_ASYNC.
 //
+// Resubmission from Done: off tmpfs the io_uring engine's reaper submits
+// what a Done callback submitted before it reaps the next completion
+// (internal/uring eager mode), so a caller that keeps N requests in flight
+// from its callbacks feeds the device a steady stream, as fio does, not
+// bursts. That closed the gap to fio on 4 KiB random I/O on the ext4 disk
+// (random writes 0.73-0.77 of fio before, 1.01 after; see README).
+//
 // Decisions: requests larger than Info.MaxIO are rejected, not split (the
 // caller splits); every buffer of a vectored request must have a length that
 // is a multiple of the logical block size and an address aligned to MemAlign,

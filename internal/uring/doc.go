@@ -56,6 +56,23 @@
 // non-sleeping work on one worker; the device engine turns the doorbell off
 // there and sets SQEAsync (IOSQE_ASYNC) so io-wq may add workers.
 //
+// Eager mode (QueueOptions.Eager; the device engine uses it with the
+// doorbell): the reaper reaps one CQE at a time and, when the callback
+// published SQEs (a request finished and the next one took its place), it
+// submits them at once with io_uring_enter(n, 0, GETEVENTS) before reaping
+// the next CQE; the GETEVENTS runs the completion work the kernel deferred
+// to this thread (COOP_TASKRUN), so completions that arrived meanwhile are
+// posted and reaped in the same pass. That is fio's pattern (one enter per
+// resubmitted request). Batching instead (run every available callback,
+// then submit all in one enter) keeps requests that completed together
+// together: at a fixed queue depth they are resubmitted as one burst,
+// complete as one burst, and the virtual disk here serves such convoys more
+// slowly than a steady stream (4 KiB random writes on ext4: eager 1.02-1.41x,
+// median 1.3x, in eight alternated pairs; in 30 ABBA-alternated 250 ms
+// slices of one process, random writes 1.10-1.12x, random reads 0.99-1.09x,
+// sequential 128 KiB 0.99-1.04x). One eager pass reaps at most a CQ's
+// worth so that registrations and the doorbell are not starved.
+//
 // Queue.RegisterBuffers registers fixed buffers for OpReadFixed/OpWriteFixed.
 //
 // Invariants: the SQ is never overrun (SQE returns nil when full, the caller
