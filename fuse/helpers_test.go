@@ -40,10 +40,20 @@ type mounted struct {
 // test failed.
 func mountVolume(t *testing.T, vo aiodio.Options, fo Options) *mounted {
 	t.Helper()
+	return mountImage(t, 256<<20, nil, vo, fo)
+}
+
+// mountImage is mountVolume with an image of size bytes, filled with
+// poison (repeated) before mkfs when poison is not nil.
+func mountImage(t *testing.T, size int64, poison []byte, vo aiodio.Options, fo Options) *mounted {
+	t.Helper()
 	needFUSE(t)
 	leaks := goleak.IgnoreCurrent()
 	img := filepath.Join(t.TempDir(), "vol.img")
-	if err := aiodio.Mkfs(img, aiodio.MkfsOptions{Size: 256 << 20}); err != nil {
+	if poison != nil {
+		writePoison(t, img, size, poison)
+	}
+	if err := aiodio.Mkfs(img, aiodio.MkfsOptions{Size: size}); err != nil {
 		t.Fatal(err)
 	}
 	v, err := aiodio.Open(img, vo)
@@ -149,4 +159,20 @@ type tlogWriter struct{ t testing.TB }
 func (w tlogWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// writePoison writes an image of size bytes holding marker repeated.
+func writePoison(t testing.TB, img string, size int64, marker []byte) {
+	t.Helper()
+	chunk := bytes.Repeat(marker, (1<<20)/len(marker))
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for off := int64(0); off < size; off += int64(len(chunk)) {
+		if _, err := f.WriteAt(chunk[:min(int64(len(chunk)), size-off)], off); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
