@@ -355,12 +355,19 @@ func (n *node) Write(ctx context.Context, f gofs.FileHandle, data []byte, off in
 	if n.fsys.opts.ReadOnly {
 		return 0, syscall.EROFS
 	}
+	if testHookWrite != nil {
+		testHookWrite(h.direct)
+	}
 	nw, err := h.file.WriteAt(data, off)
 	if err != nil && nw == 0 {
 		return 0, n.fsys.toErrno("write", err)
 	}
 	return uint32(nw), 0
 }
+
+// testHookWrite, when set (by tests only), is called by every write
+// before it reaches the volume, with whether its handle is direct.
+var testHookWrite func(direct bool)
 
 // Fsync makes an open file durable (data and metadata: fdatasync and
 // fsync do the same), or for a directory the volume's metadata.
