@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -355,8 +356,8 @@ func (n *node) Write(ctx context.Context, f gofs.FileHandle, data []byte, off in
 	if n.fsys.opts.ReadOnly {
 		return 0, syscall.EROFS
 	}
-	if testHookWrite != nil {
-		testHookWrite(h.direct)
+	if hook := testHookWrite.Load(); hook != nil {
+		(*hook)(h.direct)
 	}
 	nw, err := h.file.WriteAt(data, off)
 	if err != nil && nw == 0 {
@@ -367,7 +368,7 @@ func (n *node) Write(ctx context.Context, f gofs.FileHandle, data []byte, off in
 
 // testHookWrite, when set (by tests only), is called by every write
 // before it reaches the volume, with whether its handle is direct.
-var testHookWrite func(direct bool)
+var testHookWrite atomic.Pointer[func(direct bool)]
 
 // Fsync makes an open file durable (data and metadata: fdatasync and
 // fsync do the same), or for a directory the volume's metadata.
