@@ -66,9 +66,7 @@ func newFilesystem(v *aiodio.Volume, o Options) *filesystem {
 		gens:    make(map[uint64]uint64),
 		handles: make(map[*handle]struct{}),
 	}
-	if fsys.log == nil {
-		fsys.log = slog.New(slog.DiscardHandler)
-	}
+	fsys.log = newFilesystemLogger(o.Logger)
 	if fsys.uid == 0 {
 		fsys.uid = uint32(os.Geteuid())
 	}
@@ -80,6 +78,14 @@ func newFilesystem(v *aiodio.Volume, o Options) *filesystem {
 		return &b
 	}
 	return fsys
+}
+
+// newFilesystemLogger returns l, or a logger that discards when l is nil.
+func newFilesystemLogger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
 }
 
 // rootIno is the volume's root inode number (1 if it cannot be read: the
