@@ -30,8 +30,12 @@ and leaves the volume consistent (fsck clean).
     the device. Keeping the kernel's cache as well (FOPEN_KEEP_CACHE) would
     make two caches of one file: an O_DIRECT write through one descriptor
     would leave the kernel's copy stale for buffered readers of another, and
-    only aiodio's cache is kept coherent with direct I/O (DESIGN I5). The
-    price is one FUSE round trip per buffered read(2) and no kernel
+    only aiodio's cache is kept coherent with direct I/O (DESIGN I5).
+    TestNoStaleKernelCache shows it on Linux 6.18: a buffered read that
+    runs while an async (io_uring) direct write is in the daemon caches the
+    old bytes in the kernel, and nothing drops them when the write
+    completes, so later buffered reads stay stale under FOPEN_KEEP_CACHE.
+    The price is one FUSE round trip per buffered read(2) and no kernel
     readahead; aiodio's own readahead still applies. Shared writable mmap is
     refused by the kernel (ENODEV) on such files; private mappings work.
   - Concurrent I/O reaches the volume. The mount asks for CAP_ASYNC_DIO (the
@@ -46,6 +50,12 @@ and leaves the volume consistent (fsck clean).
     true it fails with EINVAL, as on a kernel filesystem. Write payloads
     arrive 4 KiB-aligned from go-fuse; direct reads land in a page-aligned
     buffer, so aligned I/O takes aiodio's zero-copy path to the device.
+  - Opens never see a stale size. The volume's OpenFile reads a file's
+    size before it waits for a concurrent last Close of that file, which
+    raises the size only after writing the cache back; the kernel sends
+    RELEASE asynchronously, so "write, close, open, read" from one process
+    would read a short file. The mount orders the opens and closes of each
+    inode (inolock.go) until the volume rereads the size after that wait.
   - Offsets are the kernel's. O_APPEND is not passed to the volume: the
     kernel computes the end-of-file offset of an append under its inode
     lock and sends it, which keeps appends through the mount atomic.
@@ -86,10 +96,21 @@ and leaves the volume consistent (fsck clean).
     not expose its free space yet, so block counts are 0.
   - Options.ReadOnly mounts with "ro" and refuses every change with EROFS;
     the Volume itself is still open read-write (Close checkpoints it).
+  - RWF_NOWAIT (preadv2/pwritev2, io_uring) fails with EOPNOTSUPP: Linux
+    refuses it on FUSE files before the daemon sees the request.
+  - Do not use io_uring on the mount from the process that serves it. In
+    testing, with io_uring ops on the mount in flight from the serving
+    process, the Go runtime's stop-the-world (GC mark termination) never
+    completed, so the daemon could not answer them: a deadlock (our reading:
+    the kernel ran a FUSE request on a submitter's thread outside any
+    system call, where the runtime cannot stop it). Serve from its own
+    process (aiodio mount), or keep io_uring users out of the serving
+    process; ordinary system calls from it worked in every run.
 
 # Locks
 
-namespaceMu (RW; see above) → the volume's locks (aiodio's order). ptrMu
+namespaceMu (RW; see above) → opening (per-inode RW, inolock.go: opens
+shared, closes exclusive) → the volume's locks (aiodio's order). ptrMu
 protects every node's parent, name and removed fields and gens; it is a
 leaf. handlesMu protects the set of open handles; it is a leaf. go-fuse's
 own locks are never held by this package when it calls the volume.
