@@ -2,9 +2,11 @@ package aiodio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/aiodio/aiodio/internal/dio"
@@ -76,19 +78,22 @@ const ringFlags = unix.RWF_NOWAIT | unix.RWF_DSYNC
 // io_submit: Submit starts ops, Wait reaps their completions. Ops on files
 // opened O_DIRECT run asynchronously on the direct engine; other ops run
 // through the page cache on a goroutine of their own and complete through
-// the ring the same way. A Ring is safe for concurrent use.
+// the ring the same way. A Ring is safe for concurrent use. A ring made by
+// NewRingFunc delivers each completion to a function instead (no Wait).
 //
 // At most entries ops may be in flight or completed-but-not-reaped at once;
 // Submit fails with EAGAIN (ErrRingFull) beyond that.
 //
 // IMPORTANT: Close the Ring (or the Volume) when done; Close waits for every
-// accepted op to complete.
+// accepted op to complete (and, on a function ring, for every call of the
+// function to return).
 type Ring struct {
 	v       *Volume
 	entries int
 
-	// mu protects the fields below; cond (on mu) is broadcast when a
-	// completion arrives and when the ring closes.
+	// mu protects the fields below up to free; cond (on mu) is broadcast
+	// when a completion arrives, when the ring closes, and when the last
+	// call of a function ring's function returns.
 	mu       sync.Mutex
 	cond     sync.Cond
 	closed   bool
@@ -97,6 +102,12 @@ type Ring struct {
 	cqHead   int
 	cqLen    int
 	free     []*ringOp // op state, one per entry, reused (no allocation per op)
+	// handlers counts deliveries to fn in progress (Close waits for them).
+	handlers int
+
+	// fn, when set (NewRingFunc), receives every completion instead of the
+	// CQ; set at creation, read-only after.
+	fn func(Completion)
 }
 
 // ringOp is the state of one accepted op.
@@ -109,18 +120,58 @@ type ringOp struct {
 	flag uint32
 	ud   uint64
 	dop  dio.Op
+
+	// Function rings only: seq numbers the op's uses (owned by the
+	// goroutine that took it from the free list); inSubmit holds the seq
+	// of the use whose Submit has not returned yet (0: none), so that a
+	// completion arriving before Submit returns is delivered on its own
+	// goroutine, never inside the caller's Submit.
+	seq      uint64
+	inSubmit atomic.Uint64
 }
 
 // NewRing returns a ring of entries slots (1..MaxRingEntries).
 func (v *Volume) NewRing(entries int) (*Ring, error) {
+	return v.newRing("new ring", entries, nil)
+}
+
+// NewRingFunc returns a ring of entries slots (1..MaxRingEntries) that
+// delivers every completion by calling fn instead of queueing it for Wait
+// (which then fails with EINVAL). It is the way to keep many ops in flight
+// without a goroutine hand-off per completion: fn may Submit the next op
+// at once, as a device's Done callback does.
+//
+// fn is called exactly once for every accepted op (never for one Submit
+// rejected, I2), after the op's slot is free again, so a Submit from fn
+// always finds room. It runs on an engine goroutine: for direct I/O the
+// device's completion thread, which serves every completion of the volume
+// while fn runs, so fn must not block (no I/O of its own, no waiting on
+// other goroutines); for buffered ops and fsync a goroutine of their own;
+// calls may run concurrently. fn is never called inside a Submit: a
+// completion that arrives before its Submit has returned is delivered on a
+// goroutine of its own. A Submit made from fn never waits either: a direct
+// op that would wait (for a lock, a write-back, a fallback through the page
+// cache) is tried with RWF_NOWAIT and, refused, continues on a goroutine of
+// its own. fn must not Close the ring or the volume (Close waits for fn).
+func (v *Volume) NewRingFunc(entries int, fn func(Completion)) (*Ring, error) {
+	if fn == nil {
+		return nil, fmt.Errorf("aiodio: new ring func: nil function: %w", syscall.EINVAL)
+	}
+	return v.newRing("new ring func", entries, fn)
+}
+
+func (v *Volume) newRing(what string, entries int, fn func(Completion)) (*Ring, error) {
 	if err := v.enter(); err != nil {
-		return nil, fmt.Errorf("aiodio: new ring: %w", err)
+		return nil, fmt.Errorf("aiodio: %s: %w", what, err)
 	}
 	defer v.gate.exit()
 	if entries < 1 || entries > MaxRingEntries {
-		return nil, fmt.Errorf("aiodio: new ring: %d entries, want 1..%d: %w", entries, MaxRingEntries, syscall.EINVAL)
+		return nil, fmt.Errorf("aiodio: %s: %d entries, want 1..%d: %w", what, entries, MaxRingEntries, syscall.EINVAL)
 	}
-	r := &Ring{v: v, entries: entries, cq: make([]Completion, entries), free: make([]*ringOp, entries)}
+	r := &Ring{v: v, entries: entries, free: make([]*ringOp, entries), fn: fn}
+	if fn == nil {
+		r.cq = make([]Completion, entries)
+	}
 	r.cond.L = &r.mu
 	ops := make([]ringOp, entries)
 	for i := range ops {
@@ -136,6 +187,20 @@ func (v *Volume) NewRing(entries int) (*Ring, error) {
 	return r, nil
 }
 
+// deliver calls the ring's function with c and ends the delivery counted
+// in r.handlers.
+func (r *Ring) deliver(c Completion) {
+	defer func() {
+		r.mu.Lock()
+		r.handlers--
+		if r.handlers == 0 && r.inflight == 0 {
+			r.cond.Broadcast()
+		}
+		r.mu.Unlock()
+	}()
+	r.fn(c)
+}
+
 // Submit starts ops in order, like io_submit: it returns how many it
 // accepted, and when that is fewer than len(ops) the error says why
 // ops[n] was rejected (ops after it were not looked at). A rejected op is
@@ -147,7 +212,8 @@ func (v *Volume) NewRing(entries int) (*Ring, error) {
 //
 // Every other failure (ENOSPC, EIO, EAGAIN under RWF_NOWAIT, ...) is
 // reported by the op's Completion. Submit may block while a direct op waits
-// for a lock (unless RWF_NOWAIT). Submit() with no ops returns (0, nil).
+// for a lock (unless RWF_NOWAIT, or on a function ring: see NewRingFunc).
+// Submit() with no ops returns (0, nil).
 func (r *Ring) Submit(ops ...Op) (int, error) {
 	for i := range ops {
 		if err := r.submit(&ops[i]); err != nil {
@@ -184,10 +250,19 @@ func (r *Ring) submit(op *Op) error {
 	if f.dsync {
 		ro.flag |= unix.RWF_DSYNC
 	}
+	var seq uint64
+	if r.fn != nil {
+		ro.seq++
+		seq = ro.seq
+		ro.inSubmit.Store(seq)
+	}
 	if op.Code != OpFsync && f.direct {
 		ro.startDirect()
 	} else {
 		go ro.runSync()
+	}
+	if seq != 0 {
+		ro.inSubmit.CompareAndSwap(seq, 0)
 	}
 	return nil
 }
@@ -237,35 +312,63 @@ func (r *Ring) validate(op *Op) error {
 // startDirect hands a direct read or write to the engine; its Done
 // completes the op. A rejection by the engine (EAGAIN under RWF_NOWAIT,
 // ENOSPC, a failed write-back) completes the op with that error.
+//
+// On a function ring Submit is typically called from the function, on the
+// device's completion thread, which must never wait (a lock held by a
+// truncate that waits for this very thread's completions would deadlock
+// it). There the op is first issued with RWF_NOWAIT, which refuses before
+// submitting anything whenever it would wait; such an op is then issued
+// again, allowed to wait, on a goroutine of its own, as io_uring punts a
+// request that would block to io-wq.
 func (ro *ringOp) startDirect() {
-	in := ro.f.in
-	if in.removed.Load() {
+	if ro.f.in.removed.Load() {
 		ro.complete(0, ErrRemoved)
 		return
 	}
+	if ro.r.fn == nil || ro.flag&unix.RWF_NOWAIT != 0 {
+		ro.settle(ro.issue(ro.flag))
+		return
+	}
+	err := ro.issue(ro.flag | unix.RWF_NOWAIT)
+	if errors.Is(err, syscall.EAGAIN) {
+		go func() { ro.settle(ro.issue(ro.flag)) }()
+		return
+	}
+	ro.settle(err)
+}
+
+// issue prepares the op's dio.Op with flags and hands it to the engine;
+// nil means it was submitted (its Done will complete the op).
+func (ro *ringOp) issue(flags uint32) error {
+	in := ro.f.in
 	d := &ro.dop
-	d.Inode, d.Buf, d.Off, d.Flags, d.N, d.Err = in.d, ro.buf, ro.off, ro.flag, 0, nil
-	var err error
+	d.Inode, d.Buf, d.Off, d.Flags, d.N, d.Err = in.d, ro.buf, ro.off, flags, 0, nil
 	if ro.code == OpRead {
-		err = ro.r.v.dio.Read(d)
-	} else {
-		if ro.f.appendMode {
-			d.Off = in.d.Size()
-		}
-		err = ro.r.v.dio.Write(d)
-		if err != nil && isInvalidateBusy(err) {
-			if ro.flag&unix.RWF_NOWAIT != 0 {
-				err = fmt.Errorf("%w (%w)", syscall.EAGAIN, err)
-			} else {
-				ro.off = d.Off
-				go ro.runWriteThrough()
-				return
-			}
+		return ro.r.v.dio.Read(d)
+	}
+	if ro.f.appendMode {
+		d.Off = in.d.Size()
+	}
+	return ro.r.v.dio.Write(d)
+}
+
+// settle finishes an issue: nothing to do when it was submitted; a write
+// the engine refused because a cached page was busy goes through the page
+// cache (unless RWF_NOWAIT: EAGAIN); any other refusal completes the op.
+func (ro *ringOp) settle(err error) {
+	if err == nil {
+		return
+	}
+	if ro.code == OpWrite && isInvalidateBusy(err) {
+		if ro.flag&unix.RWF_NOWAIT != 0 {
+			err = fmt.Errorf("%w (%w)", syscall.EAGAIN, err)
+		} else {
+			ro.off = ro.dop.Off
+			go ro.runWriteThrough()
+			return
 		}
 	}
-	if err != nil {
-		ro.complete(0, err)
-	}
+	ro.complete(0, err)
 }
 
 // runWriteThrough serves a direct write the engine refused because a cached
@@ -309,6 +412,21 @@ func (ro *ringOp) complete(n int, err error) {
 	}
 	c := Completion{UserData: ro.ud, N: n, Err: err}
 	ro.f, ro.buf, ro.dop.Buf, ro.dop.Inode = nil, nil, nil, nil
+	if r.fn != nil {
+		inSubmit := ro.inSubmit.Swap(0) != 0
+		r.mu.Lock()
+		r.inflight--
+		r.handlers++
+		r.free = append(r.free, ro)
+		r.mu.Unlock()
+		f.gate.exit()
+		if inSubmit {
+			go r.deliver(c)
+		} else {
+			r.deliver(c)
+		}
+		return
+	}
 	r.mu.Lock()
 	r.cq[(r.cqHead+r.cqLen)%r.entries] = c
 	r.cqLen++
@@ -326,6 +444,9 @@ func (ro *ringOp) complete(n int, err error) {
 // On a closed ring it returns the completions still unreaped, with
 // ErrRingClosed.
 func (r *Ring) Wait(ctx context.Context, min int, out []Completion) (int, error) {
+	if r.fn != nil {
+		return 0, fmt.Errorf("aiodio: ring wait: the ring delivers its completions to a function (NewRingFunc): %w", syscall.EINVAL)
+	}
 	if min < 0 || min > len(out) {
 		return 0, fmt.Errorf("aiodio: ring wait: min %d with %d slots: %w", min, len(out), syscall.EINVAL)
 	}
@@ -378,7 +499,7 @@ func (r *Ring) Close() error {
 	}
 	r.closed = true
 	r.cond.Broadcast()
-	for r.inflight > 0 {
+	for r.inflight > 0 || r.handlers > 0 {
 		r.cond.Wait()
 	}
 	r.mu.Unlock()
