@@ -45,19 +45,22 @@ type fileBenchOptions struct {
 	json        bool
 	writers     int
 	unalignedIO int
+	ring        string // "func" (NewRingFunc) or "wait" (Submit/Wait)
 }
 
 func fileWorkloadNames() []string { return append(workloadNames(), wlUnaligned, wlBuffered) }
 
 func newBenchFileCmd(a *app) *cobra.Command {
-	o := fileBenchOptions{size: 1 << 30, bufSize: 1 << 30, engine: "auto", seconds: 5, rounds: 1, writers: 8, unalignedIO: 1024}
+	o := fileBenchOptions{size: 1 << 30, bufSize: 1 << 30, engine: "auto", seconds: 5, rounds: 1, writers: 8, unalignedIO: 1024, ring: "func"}
 	cmd := &cobra.Command{
 		Use:   "file",
 		Short: "Benchmark direct, async and buffered I/O through a file of a volume (optionally beside fio)",
 		Long: "bench file makes a temporary volume on --dir (the image is written in full first,\n" +
 			"so every block is real), creates one file of --size and writes it in full, then\n" +
 			"runs each workload through it: the four workloads of bench device as direct I/O\n" +
-			"driven by a Ring that keeps the queue depth in flight, " + wlUnaligned + "\n" +
+			"driven by a Ring that keeps the queue depth in flight (--ring func: each\n" +
+			"completion's function submits the next op, as fio does; --ring wait: one\n" +
+			"goroutine reaps completions with Wait and resubmits them), " + wlUnaligned + "\n" +
 			"(8 goroutines writing 1 KiB into distinct new blocks of one file, with block\n" +
 			"range locks, then with Options.SerializeUnaligned: the whole-file baseline) and\n" +
 			wlBuffered + " (--buffered-size bytes written sequentially through the\n" +
@@ -81,6 +84,7 @@ func newBenchFileCmd(a *app) *cobra.Command {
 	f.IntVar(&o.rounds, "rounds", o.rounds, "run each workload this many times (alternating with fio or the baseline) and report the median round")
 	f.BoolVar(&o.compareFio, "compare-fio", false, "run fio after each round and print the ratio")
 	f.BoolVar(&o.json, "json", false, "print one JSON object instead of tables")
+	f.StringVar(&o.ring, "ring", o.ring, "how the direct workloads drive their ring: func (Volume.NewRingFunc) or wait (Ring.Wait)")
 	f.IntVar(&o.writers, "writers", o.writers, "goroutines of "+wlUnaligned)
 	f.IntVar(&o.unalignedIO, "unaligned-bs", o.unalignedIO, "bytes per write of "+wlUnaligned+" (a multiple of 512, less than the block size)")
 	return cmd
@@ -105,6 +109,9 @@ func runBenchFile(ctx context.Context, a *app, o fileBenchOptions) error {
 	}
 	if o.writers < 1 || o.writers > 256 {
 		return usagef("--writers %d out of range [1, 256]", o.writers)
+	}
+	if o.ring != "func" && o.ring != "wait" {
+		return usagef("--ring %q: want func or wait", o.ring)
 	}
 	if o.unalignedIO < 512 || o.unalignedIO%512 != 0 || o.unalignedIO >= 4096 {
 		return usagef("--unaligned-bs %d must be a multiple of 512 below 4096", o.unalignedIO)
@@ -367,7 +374,10 @@ func (b *fileBench) directWorkload(ctx context.Context, w devbench.Workload) (be
 	var rounds []benchRow
 	for i := range b.o.rounds {
 		res, err := withProgress(newTimedProgress(b.a, w.Name, dur), func(done *atomic.Int64) (ringResult, error) {
-			return runRing(ctx, b.v, b.f, w, b.span, dur, done)
+			if b.o.ring == "wait" {
+				return runRing(ctx, b.v, b.f, w, b.span, dur, done)
+			}
+			return runRingFunc(ctx, b.v, b.f, w, b.span, dur, done)
 		})
 		if err != nil {
 			return benchRow{}, err
@@ -511,6 +521,113 @@ func runRing(ctx context.Context, v *aiodio.Volume, f *aiodio.File, w devbench.W
 				opErr = cmpErr(opErr, fmt.Errorf("submit: %w", err))
 			}
 		}
+	}
+	res.elapsed = last.Sub(start)
+	return res, opErr
+}
+
+// runRingFunc keeps w.QueueDepth direct ops in flight on f for dur through
+// a function ring (Volume.NewRingFunc): the function records each
+// completion and submits the op's next offset at once, on the completion
+// thread, as fio resubmits each request it reaps. Nothing is allocated per
+// op.
+func runRingFunc(ctx context.Context, v *aiodio.Volume, f *aiodio.File, w devbench.Workload, span int64, dur time.Duration, done *atomic.Int64) (ringResult, error) {
+	qd, bs := w.QueueDepth, int64(w.BlockSize)
+	res := ringResult{hist: new(latHist)}
+	if span < bs*int64(qd) {
+		return res, fmt.Errorf("file of %d bytes too small for %d × %d", span, qd, bs)
+	}
+	code := aiodio.OpRead
+	if w.Write {
+		code = aiodio.OpWrite
+	}
+	ops := make([]aiodio.Op, qd)
+	starts := make([]time.Time, qd)
+	rng := rand.New(rand.NewPCG(uint64(bs), uint64(qd)))
+	for i := range ops {
+		buf := aiodio.AlignedBuffer(int(bs))
+		for k := range buf {
+			buf[k] = byte(rng.Uint32())
+		}
+		ops[i] = aiodio.Op{Code: code, File: f, Buf: buf, UserData: uint64(i)}
+	}
+	nblocks := span / bs
+	var seq int64
+	place := func(i int) {
+		if w.Random {
+			ops[i].Off = rng.Int64N(nblocks) * bs
+		} else {
+			ops[i].Off = seq
+			seq += bs
+			if seq+bs > span {
+				seq = 0
+			}
+		}
+	}
+	// mu protects everything the function touches: it may run on several
+	// goroutines at once (see NewRingFunc).
+	var mu sync.Mutex
+	var (
+		r        *aiodio.Ring
+		opErr    error
+		inflight int
+		last     time.Time
+		finished = make(chan struct{})
+	)
+	start := time.Now()
+	deadline := start.Add(dur)
+	end := func() { // one op fewer in flight (mu held)
+		if inflight--; inflight == 0 {
+			close(finished)
+		}
+	}
+	r, err := v.NewRingFunc(qd, func(c aiodio.Completion) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		i := int(c.UserData)
+		last = now
+		res.hist.add(now.Sub(starts[i]))
+		res.ops++
+		res.bytes += int64(c.N)
+		done.Store(res.ops)
+		if c.Err != nil || c.N != len(ops[i].Buf) {
+			opErr = cmpErr(opErr, fmt.Errorf("%v at %d: %d of %d bytes: %w", ops[i].Code, ops[i].Off, c.N, len(ops[i].Buf), c.Err))
+		}
+		if opErr == nil && now.Before(deadline) && ctx.Err() == nil {
+			place(i)
+			starts[i] = now
+			if _, err := r.Submit(ops[i]); err == nil {
+				return
+			} else {
+				opErr = cmpErr(opErr, fmt.Errorf("submit: %w", err))
+			}
+		}
+		end()
+	})
+	if err != nil {
+		return res, err
+	}
+	defer r.Close()
+	mu.Lock()
+	for i := range ops {
+		place(i)
+		starts[i] = start
+		if _, err := r.Submit(ops[i]); err != nil {
+			opErr = cmpErr(opErr, fmt.Errorf("submit: %w", err))
+			break
+		}
+		inflight++
+	}
+	if inflight == 0 {
+		close(finished)
+	}
+	mu.Unlock()
+	<-finished
+	mu.Lock()
+	defer mu.Unlock()
+	if opErr == nil {
+		opErr = ctx.Err()
 	}
 	res.elapsed = last.Sub(start)
 	return res, opErr
