@@ -94,7 +94,9 @@ func (v *Volume) OpenFile(name string, flag int, perm fs.FileMode) (*File, error
 	if !a.Mode.IsRegular() {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EINVAL}
 	}
-	f.in = v.getInodeLocked(ino, a.Size)
+	if f.in, err = v.getInodeLocked(ino); err != nil {
+		return nil, pathError("open", name, err)
+	}
 	if flag&os.O_TRUNC != 0 && f.wr {
 		if err := f.in.truncate(0); err != nil {
 			v.putInode(f.in)

@@ -135,10 +135,13 @@ func newDioCache(in *inode) dio.Cache {
 var bg = context.Background()
 
 // getInodeLocked returns the open inode ino with one more reference,
-// creating it (size from meta) if needed.
+// creating it if needed, with the size meta has once no earlier instance of
+// it is still closing: the last Close of a file raises the durable size
+// only after its cache is written back, so a size read before that wait
+// would be stale (a reopen racing the close saw an empty file).
 //
 // Preconditions: v.nsMu held (so ino cannot be removed meanwhile).
-func (v *Volume) getInodeLocked(ino meta.Ino, size int64) *inode {
+func (v *Volume) getInodeLocked(ino meta.Ino) (*inode, error) {
 	for {
 		v.tabMu.Lock()
 		in := v.inodes[ino]
@@ -149,6 +152,12 @@ func (v *Volume) getInodeLocked(ino meta.Ino, size int64) *inode {
 			continue
 		}
 		if in == nil {
+			a, err := v.meta.Attr(ino)
+			if err != nil {
+				v.tabMu.Unlock()
+				return nil, err
+			}
+			size := a.Size
 			in = &inode{v: v, ino: ino, released: make(chan struct{})}
 			in.d = dio.NewInode(ino, size, newDioCache(in))
 			in.wsize.Store(size)
@@ -157,7 +166,7 @@ func (v *Volume) getInodeLocked(ino meta.Ino, size int64) *inode {
 		}
 		in.refs++
 		v.tabMu.Unlock()
-		return in
+		return in, nil
 	}
 }
 
@@ -638,7 +647,10 @@ func (v *Volume) detachLocked(name string) (*detached, error) {
 	if !open {
 		return nil, nil
 	}
-	in := v.getInodeLocked(ino, a.Size)
+	in, err := v.getInodeLocked(ino)
+	if err != nil {
+		return nil, err
+	}
 	if err := in.d.Drain(bg, false); err != nil {
 		v.putInode(in)
 		return nil, err

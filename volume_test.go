@@ -2,14 +2,18 @@ package aiodio
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aiodio/aiodio/device"
+	"github.com/aiodio/aiodio/device/sim"
 	"github.com/aiodio/aiodio/internal/testenv"
 )
 
@@ -305,5 +309,61 @@ func TestEngines(t *testing.T) {
 			}
 			b.Close()
 		})
+	}
+}
+
+// TestReopenWhileLastCloseWritesBack: an open of a file whose last Close is
+// still writing its cache back waits for that Close and then sees the size
+// the Close made durable. The size used to be read before the wait, so the
+// reopened file looked empty (found through the FUSE mount, where the
+// kernel sends release asynchronously: write, close, open, read gave
+// nothing). Checked by hand: with the size read before the wait, this
+// fails with size 0.
+func TestReopenWhileLastCloseWritesBack(t *testing.T) {
+	v := newSimVolume(t, 64<<20, Options{}, sim.Options{Seed: 31})
+	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	mustWrite(t, f, data, 0)
+	v.sim.HoldIf(func(rq *device.Request) bool { return rq.Kind == device.Write })
+	closed := make(chan error, 1)
+	go func() { closed <- f.Close() }()
+	if _, err := v.sim.WaitHeld(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	reopened := make(chan *File, 1)
+	go func() {
+		g, err := v.OpenFile("f", os.O_RDWR, 0)
+		if err != nil {
+			t.Error(err)
+		}
+		reopened <- g
+	}()
+	// OpenFile holds the namespace lock from its lookup until it has the
+	// inode: once it holds it, give it time to read the attributes and
+	// start waiting for the closing inode.
+	for v.nsMu.TryLock() {
+		v.nsMu.Unlock()
+		runtime.Gosched()
+	}
+	time.Sleep(20 * time.Millisecond)
+	v.sim.HoldIf(nil)
+	v.sim.ReleaseAll()
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	g := <-reopened
+	if g == nil {
+		t.FailNow()
+	}
+	defer g.Close()
+	st, err := g.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() != int64(len(data)) {
+		t.Fatalf("reopened during the last close's write-back: size %d, want %d", st.Size(), len(data))
+	}
+	if got := readAll(t, g); !bytes.Equal(got, data) {
+		t.Fatalf("reopened file reads %d bytes, not the %d written", len(got), len(data))
 	}
 }
