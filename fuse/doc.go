@@ -50,12 +50,12 @@ and leaves the volume consistent (fsck clean).
     true it fails with EINVAL, as on a kernel filesystem. Write payloads
     arrive 4 KiB-aligned from go-fuse; direct reads land in a page-aligned
     buffer, so aligned I/O takes aiodio's zero-copy path to the device.
-  - Opens never see a stale size. The volume's OpenFile reads a file's
-    size before it waits for a concurrent last Close of that file, which
-    raises the size only after writing the cache back; the kernel sends
-    RELEASE asynchronously, so "write, close, open, read" from one process
-    would read a short file. The mount orders the opens and closes of each
-    inode (inolock.go) until the volume rereads the size after that wait.
+  - Opens never see a stale size. The kernel sends RELEASE asynchronously,
+    so "write, close, open, read" from one process reaches the volume as a
+    close and an open of the same file at once; the volume's OpenFile waits
+    for that last Close to write the cache back and reads the size after it
+    (this adapter found the volume reading it before the wait: fixed there,
+    TestReopenWhileLastCloseWritesBack).
   - Offsets are the kernel's. O_APPEND is not passed to the volume: the
     kernel computes the end-of-file offset of an append under its inode
     lock and sends it, which keeps appends through the mount atomic.
@@ -109,8 +109,7 @@ and leaves the volume consistent (fsck clean).
 
 # Locks
 
-namespaceMu (RW; see above) → opening (per-inode RW, inolock.go: opens
-shared, closes exclusive) → the volume's locks (aiodio's order). ptrMu
+namespaceMu (RW; see above) → the volume's locks (aiodio's order). ptrMu
 protects every node's parent, name and removed fields and gens; it is a
 leaf. handlesMu protects the set of open handles; it is a leaf. go-fuse's
 own locks are never held by this package when it calls the volume.

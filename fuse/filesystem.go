@@ -46,10 +46,6 @@ type filesystem struct {
 	handlesMu sync.Mutex
 	handles   map[*handle]struct{}
 
-	// opening orders the opens and closes of each inode's volume files
-	// (see inoLocks).
-	opening inoLocks
-
 	// bufs holds page-aligned maxIOBytes buffers for direct reads whose
 	// destination is not aligned (*[]byte).
 	bufs sync.Pool

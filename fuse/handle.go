@@ -39,9 +39,7 @@ func (h *handle) release() syscall.Errno {
 	if !h.fsys.dropHandle(h) {
 		return 0
 	}
-	unlock := h.fsys.opening.lock(h.ino, true)
 	err := h.file.Close()
-	unlock()
 	if err != nil {
 		h.fsys.log.Warn("release: closing the volume file failed", "file", h.file.Name(), "err", err)
 		return h.fsys.toErrno("release", err)

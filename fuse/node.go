@@ -251,8 +251,6 @@ func (n *node) truncate(h *handle, size int64) syscall.Errno {
 	if errno != 0 {
 		return errno
 	}
-	unlock := fsys.opening.lock(n.StableAttr().Ino, true)
-	defer unlock()
 	vf, err := fsys.v.OpenFile(p, os.O_WRONLY, 0)
 	if err != nil {
 		return fsys.toErrno("truncate", err)
@@ -291,12 +289,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, errno
 	}
 	vflags := volumeFlags(flags) | os.O_CREATE | int(flags)&os.O_EXCL
-	unlock := func() {}
-	if fi, err := fsys.v.Stat(p); err == nil { // opening an existing file (see inoLocks)
-		unlock = fsys.opening.lock(fileStat(fi).Ino, false)
-	}
 	vf, err := fsys.v.OpenFile(p, vflags, fs.FileMode(mode&0o777))
-	unlock()
 	if err != nil {
 		return nil, nil, 0, fsys.toErrno("create", err)
 	}
@@ -327,9 +320,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	}
 	vflags := volumeFlags(flags)
 	ino := n.StableAttr().Ino
-	unlock := fsys.opening.lock(ino, false)
 	vf, err := fsys.v.OpenFile(p, vflags, 0)
-	unlock()
 	if err != nil {
 		return nil, 0, fsys.toErrno("open", err)
 	}
