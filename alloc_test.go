@@ -60,6 +60,45 @@ func TestRingSteadyStateAllocs(t *testing.T) {
 	}
 }
 
+// TestRingFuncSteadyStateAllocs is TestRingSteadyStateAllocs for a function
+// ring (NewRingFunc): a direct overwrite and a read, each waited for through
+// the function, allocate nothing once warm.
+func TestRingFuncSteadyStateAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	v := newMemVolume(t, 64<<20, Options{})
+	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT)
+	defer f.Close()
+	buf := AlignedBuffer(4096)
+	mustWrite(t, f, AlignedBuffer(1<<20), 0)
+	done := make(chan Completion, 1)
+	r, err := v.NewRingFunc(4, func(c Completion) { done <- c })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ops := []Op{{Code: OpWrite, File: f, Buf: buf, Off: 8192}, {Code: OpRead, File: f, Buf: buf, Off: 8192}}
+	step := func() {
+		for i := range ops {
+			if n, err := r.Submit(ops[i]); n != 1 {
+				t.Fatal(err)
+			}
+			if c := <-done; c.Err != nil || c.N != len(buf) {
+				t.Fatalf("completion %+v", c)
+			}
+		}
+	}
+	for range 100 {
+		step()
+	}
+	allocs := testing.AllocsPerRun(200, step)
+	t.Logf("allocations per write+read pair through a function ring: %.2f", allocs)
+	if allocs >= 1 {
+		t.Errorf("steady-state direct function-ring path allocates %.2f times per write+read pair", allocs)
+	}
+}
+
 // BenchmarkRingDirect4K measures a 4 KiB direct overwrite + read through a
 // ring on a RAM device (go test -bench RingDirect -benchmem).
 func BenchmarkRingDirect4K(b *testing.B) {
