@@ -312,6 +312,36 @@ func (v *Volume) Stat(name string) (fs.FileInfo, error) {
 	return v.fileInfo(path.Base(name), a), nil
 }
 
+// FSStat is a volume's space and inode usage (see Volume.StatFS).
+type FSStat struct {
+	BlockSize int   // bytes per block
+	Blocks    int64 // blocks of the data area (what files can own)
+	Free      int64 // blocks allocatable now
+	// Pending blocks were freed (truncate, hole punch, remove) and become
+	// allocatable once the record that frees them is durable (the next
+	// metadata commit, at the latest Sync).
+	Pending int64
+	Inodes  int64 // inodes in use (files and directories)
+	// MetaBytes of MetaBudget bytes of in-memory metadata (inodes and
+	// directory entries) are in use; creating past the budget fails with
+	// ENOSPC.
+	MetaBytes, MetaBudget int64
+}
+
+// StatFS returns the volume's space and inode usage, as statfs(2) reports
+// a filesystem's. Data still in the page cache owns no blocks yet.
+func (v *Volume) StatFS() (FSStat, error) {
+	if err := v.enter(); err != nil {
+		return FSStat{}, fmt.Errorf("aiodio: statfs: %w", err)
+	}
+	defer v.gate.exit()
+	st := v.meta.Stats()
+	return FSStat{
+		BlockSize: st.BlockSize, Blocks: st.DataBlocks, Free: st.FreeBlocks, Pending: st.PendingBlocks,
+		Inodes: st.Inodes, MetaBytes: st.MetaBytes, MetaBudget: st.MetaBudget,
+	}, nil
+}
+
 // fileInfo builds the FileInfo of a, with the in-memory size of an open file.
 func (v *Volume) fileInfo(name string, a meta.Attr) *fileInfo {
 	if name == "." || name == "/" {

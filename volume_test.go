@@ -367,3 +367,45 @@ func TestReopenWhileLastCloseWritesBack(t *testing.T) {
 		t.Fatalf("reopened file reads %d bytes, not the %d written", len(got), len(data))
 	}
 }
+
+// TestStatFS: StatFS counts the data area, and the blocks a synced file
+// owns leave the free count and come back (through pending) when it is
+// removed and the removal is durable.
+func TestStatFS(t *testing.T) {
+	v := newSimVolume(t, 64<<20, Options{}, sim.Options{Seed: 32})
+	st0, err := v.StatFS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st0.BlockSize != v.BlockSize() || st0.Blocks <= 0 || st0.Blocks > 64<<20/int64(st0.BlockSize) ||
+		st0.Free <= 0 || st0.Free > st0.Blocks || st0.Inodes < 1 || st0.MetaBytes <= 0 || st0.MetaBudget < st0.MetaBytes {
+		t.Fatalf("empty volume: %+v", st0)
+	}
+	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE)
+	const n = 1 << 20
+	mustWrite(t, f, make([]byte, n), 0)
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	st1, _ := v.StatFS()
+	want := int64(n / st0.BlockSize)
+	if st0.Free-st1.Free < want || st1.Inodes != st0.Inodes+1 {
+		t.Fatalf("after a synced 1 MiB file: free %d → %d (want at least %d fewer), inodes %d → %d", st0.Free, st1.Free, want, st0.Inodes, st1.Inodes)
+	}
+	f.Close()
+	if err := v.Remove("f"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	st2, _ := v.StatFS()
+	if st2.Free+st2.Pending < st0.Free || st2.Inodes != st0.Inodes {
+		t.Fatalf("after removing it: free %d pending %d (had %d free), inodes %d", st2.Free, st2.Pending, st0.Free, st2.Inodes)
+	}
+	v.Volume.Close()
+	if _, err := v.StatFS(); !errors.Is(err, syscall.EBADF) {
+		t.Errorf("StatFS after Close: %v, want EBADF", err)
+	}
+	v.remount(t, Options{})
+}

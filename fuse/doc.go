@@ -92,8 +92,10 @@ and leaves the volume consistent (fsck clean).
     directory commits the volume's metadata.
   - Changing O_DIRECT with fcntl(F_SETFL) after open is not seen by the
     daemon (FUSE does not forward it): the open's mode stays.
-  - statfs reports the block size and name length; the volume's API does
-    not expose its free space yet, so block counts are 0.
+  - statfs reports the volume's data area and free blocks (Volume.StatFS;
+    blocks freed but not yet durable count as free); data still in aiodio's
+    page cache owns no blocks yet. The inode counts are an estimate from the
+    volume's metadata budget.
   - Options.ReadOnly mounts with "ro" and refuses every change with EROFS;
     the Volume itself is still open read-write (Close checkpoints it).
   - RWF_NOWAIT (preadv2/pwritev2, io_uring) fails with EOPNOTSUPP: Linux

@@ -231,3 +231,43 @@ func TestFallocate(t *testing.T) {
 	}
 	mustEqual(t, "after punch and preallocate", got, data)
 }
+
+// TestStatfs: statfs(2) on the mount reports the volume's data area and
+// free blocks (Volume.StatFS): a file of 8 MiB made durable takes at least
+// its blocks from the free count, and removing it gives them back.
+func TestStatfs(t *testing.T) {
+	m := mountVolume(t, aiodio.Options{}, Options{})
+	statfs := func() unix.Statfs_t {
+		t.Helper()
+		var st unix.Statfs_t
+		if err := unix.Statfs(m.path("."), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st0 := statfs()
+	vs, err := m.v.StatFS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st0.Bsize != int64(vs.BlockSize) || st0.Blocks != uint64(vs.Blocks) || st0.Bfree == 0 || st0.Bfree > st0.Blocks || st0.Files == 0 || st0.Ffree >= st0.Files {
+		t.Fatalf("statfs of an empty mount: %+v (volume: %+v)", st0, vs)
+	}
+	const n = 8 << 20
+	if err := os.WriteFile(m.path("big"), pattern(n, 5), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := fsyncPath(m.path("big")); err != nil {
+		t.Fatal(err)
+	}
+	st1 := statfs()
+	if used := int64(st0.Bfree-st1.Bfree) * st0.Bsize; used < n {
+		t.Fatalf("an 8 MiB durable file took %d bytes from the free count", used)
+	}
+	if err := os.Remove(m.path("big")); err != nil {
+		t.Fatal(err)
+	}
+	if st2 := statfs(); st2.Bfree < st0.Bfree {
+		t.Fatalf("after removing it: %d free blocks, had %d", st2.Bfree, st0.Bfree)
+	}
+}

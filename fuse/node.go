@@ -573,11 +573,23 @@ func (n *node) Allocate(ctx context.Context, f gofs.FileHandle, off uint64, size
 	return n.fsys.toErrno("fallocate", h.file.Fallocate(mode, int64(off), int64(size)))
 }
 
-// Statfs reports the block size and the longest name. The volume's API
-// does not expose its capacity, so the block counts are 0.
+// Statfs reports the volume's data area, its free blocks (those freed but
+// not yet durable count as free, as df expects right after rm), its inodes
+// in use and an estimate of the inodes its metadata budget has room for.
 func (n *node) Statfs(ctx context.Context, out *gofuse.StatfsOut) syscall.Errno {
-	out.Bsize = uint32(n.fsys.bs)
-	out.Frsize = uint32(n.fsys.bs)
+	st, err := n.fsys.v.StatFS()
+	if err != nil {
+		return n.fsys.toErrno("statfs", err)
+	}
+	out.Bsize = uint32(st.BlockSize)
+	out.Frsize = uint32(st.BlockSize)
 	out.NameLen = 255
+	out.Blocks = uint64(st.Blocks)
+	out.Bfree = uint64(st.Free + st.Pending)
+	out.Bavail = out.Bfree
+	perInode := max(1, st.MetaBytes/max(1, st.Inodes))
+	freeInodes := max(0, (st.MetaBudget-st.MetaBytes)/perInode)
+	out.Files = uint64(st.Inodes + freeInodes)
+	out.Ffree = uint64(freeInodes)
 	return 0
 }
