@@ -111,7 +111,7 @@ func (r *runner) complete(o *opRec, buf []byte, n int, err error) {
 		case o.ok:
 		case n == 0 && o.kind.direct() && errors.Is(err, syscall.EBUSY):
 			r.busy.Add(1) // allowed by I5: invalidation failed before submission
-		case o.flags&unix.RWF_NOWAIT != 0 && errors.Is(err, syscall.EAGAIN):
+		case noWaitRefused(o, n, err):
 			r.nowait.Add(1) // RWF_NOWAIT: would have waited
 		default:
 			r.opError(o, fmt.Errorf("wrote %d of %d: %w", n, len(buf), err))
@@ -125,7 +125,7 @@ func (r *runner) complete(o *opRec, buf []byte, n int, err error) {
 			return
 		}
 		switch {
-		case o.flags&unix.RWF_NOWAIT != 0 && errors.Is(err, syscall.EAGAIN):
+		case noWaitRefused(o, n, err):
 			r.nowait.Add(1)
 		case err != nil && !errors.Is(err, io.EOF):
 			r.opError(o, err)
@@ -546,4 +546,15 @@ func (r *runner) history(f failure) string {
 		where = fmt.Sprintf("* = changed offset %d; r = read, others = changed its 4 KiB block; ~ = changed the file in the same round as a *", f.off)
 	}
 	return fmt.Sprintf("\nop log (file slot %d id %d up to round %d; %s; recycles every %d rounds):\n  %s", f.slot, f.id, f.round, where, r.cfg.RecycleEvery, strings.Join(hist, "\n  "))
+}
+
+// noWaitRefused reports whether an RWF_NOWAIT op was refused rather than
+// failed: EAGAIN (it would have waited; a read may have read part), or
+// EOPNOTSUPP with nothing done, which Linux returns before doing anything
+// for a file that does not support RWF_NOWAIT at all (a FUSE file).
+func noWaitRefused(o *opRec, n int, err error) bool {
+	if o.flags&unix.RWF_NOWAIT == 0 {
+		return false
+	}
+	return errors.Is(err, syscall.EAGAIN) || n == 0 && errors.Is(err, syscall.EOPNOTSUPP)
 }

@@ -3,7 +3,6 @@ package fuse
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/aiodio/aiodio"
 	"github.com/aiodio/aiodio/check"
-	"golang.org/x/sys/unix"
 )
 
 // The workloads that use io_uring run in a child process (this test
@@ -257,49 +255,9 @@ func TestNoStaleKernelCache(t *testing.T) {
 
 // mountTarget is the check target of a mount: a kernel directory whose
 // fsyncs never report direct/buffered collisions with EIO (the mount has
-// one cache, so an EIO there is a failure), and whose async ops with
-// RWF_NOWAIT, which Linux refuses with EOPNOTSUPP on FUSE files before the
-// daemon sees them, count as refused without effect (EAGAIN) — which the
-// exerciser's model accepts.
+// one cache, so an EIO there is a failure). Its async ops with RWF_NOWAIT
+// are refused by Linux with EOPNOTSUPP on FUSE files before the daemon sees
+// them; the exerciser counts that as a refusal (check.noWaitRefused).
 type mountTarget struct{ *check.DirTarget }
 
 func (mountTarget) StalePageCacheEIO() bool { return false }
-
-func (t mountTarget) NewAsync(entries int) (check.Async, error) {
-	a, err := t.DirTarget.NewAsync(entries)
-	if err != nil {
-		return nil, err
-	}
-	return &noWaitAsync{Async: a, flags: make(map[uint64]uint32)}, nil
-}
-
-// noWaitAsync maps EOPNOTSUPP completions of RWF_NOWAIT ops to EAGAIN.
-type noWaitAsync struct {
-	check.Async
-	// mu protects flags, the flags of the ops in flight by UserData.
-	mu    sync.Mutex
-	flags map[uint64]uint32
-}
-
-func (a *noWaitAsync) Submit(ops ...check.Op) (int, error) {
-	a.mu.Lock()
-	for _, o := range ops {
-		a.flags[o.UserData] = o.Flags
-	}
-	a.mu.Unlock()
-	return a.Async.Submit(ops...)
-}
-
-func (a *noWaitAsync) Wait(ctx context.Context, min int, out []check.Completion) (int, error) {
-	n, err := a.Async.Wait(ctx, min, out)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for i := range out[:n] {
-		c := &out[i]
-		if a.flags[c.UserData]&unix.RWF_NOWAIT != 0 && c.N == 0 && errors.Is(c.Err, syscall.EOPNOTSUPP) {
-			c.Err = fmt.Errorf("RWF_NOWAIT on a FUSE file: %w", syscall.EAGAIN)
-		}
-		delete(a.flags, c.UserData)
-	}
-	return n, err
-}
