@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -274,6 +275,21 @@ type fuzzRing struct {
 	r *Ring
 	// pending are the accepted ops not yet completed, by UserData.
 	pending map[uint64]fuzzPending
+	// fn: a function ring (NewRingFunc), whose function appends to got;
+	// the program's goroutine checks them at its Wait steps and at the end.
+	fn bool
+	// mu protects got.
+	mu  sync.Mutex
+	got []Completion
+}
+
+// take returns and forgets the completions a function ring delivered.
+func (fr *fuzzRing) take() []Completion {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	g := fr.got
+	fr.got = nil
+	return g
 }
 
 type fuzzPending struct {
@@ -447,6 +463,12 @@ func runAPIProgram(t *testing.T, data []byte) {
 // drain reaps completions of fr with Wait(min, out of outLen) until none
 // is left, checking each.
 func (r *fuzzRun) drain(fr *fuzzRing, min, outLen int) {
+	if fr.fn {
+		for _, c := range fr.take() {
+			r.completion(fr, c)
+		}
+		return
+	}
 	out := make([]Completion, outLen)
 	for {
 		n, err := fr.r.Wait(r.ctx, min, out)
@@ -724,8 +746,20 @@ func (r *fuzzRun) runStep(p *fuzzProg) {
 			n = 1 + int(p.u8()%8)
 		}
 		slot := int(p.u8()) % fuzzRingSlots
-		r.what = fmt.Sprintf("NewRing(%d)", n)
-		rg, err := v.NewRing(n)
+		fr := &fuzzRing{pending: map[uint64]fuzzPending{}, fn: p.u8()%3 == 0}
+		var rg *Ring
+		var err error
+		if fr.fn {
+			r.what = fmt.Sprintf("NewRingFunc(%d)", n)
+			rg, err = v.NewRingFunc(n, func(c Completion) {
+				fr.mu.Lock()
+				fr.got = append(fr.got, c)
+				fr.mu.Unlock()
+			})
+		} else {
+			r.what = fmt.Sprintf("NewRing(%d)", n)
+			rg, err = v.NewRing(n)
+		}
 		r.checkErr(err, false)
 		if err != nil {
 			return
@@ -733,7 +767,7 @@ func (r *fuzzRun) runStep(p *fuzzProg) {
 		if rg.Entries() != n {
 			r.fail("Entries() = %d", rg.Entries())
 		}
-		fr := &fuzzRing{r: rg, pending: map[uint64]fuzzPending{}}
+		fr.r = rg
 		r.rings[slot] = fr
 		r.allR = append(r.allR, fr)
 
@@ -812,6 +846,15 @@ func (r *fuzzRun) runStep(p *fuzzProg) {
 			return
 		}
 		r.what = fmt.Sprintf("Wait(%d, %d slots)", min, outLen)
+		if fr.fn {
+			// A function ring has no Wait; check what it delivered.
+			_, err := fr.r.Wait(r.ctx, min, make([]Completion, outLen))
+			if !errors.Is(err, syscall.EINVAL) {
+				r.fail("Wait on a function ring: %v, want EINVAL", err)
+			}
+			r.drain(fr, 0, 0)
+			return
+		}
 		out := make([]Completion, outLen)
 		n, err := fr.r.Wait(r.ctx, min, out)
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -888,7 +931,10 @@ func fuzzAPISeeds() [][]byte {
 	sop := func(code, slot, flags byte, o, l []byte) []byte { return cat(b(code, slot, flags), o, l, b(1, 0)) }
 	submit := func(ring byte, ops ...[]byte) []byte { return cat(b(fzSubmit, ring, byte(len(ops))), cat(ops...)) }
 	wait := func(ring, minSel, outLen byte) []byte { return b(fzWait, ring, minSel, outLen) }
-	newRing := func(sel ...byte) []byte { return cat(b(fzNewRing), sel) }
+	// NewRing: entries selector (and its bytes), slot, then 1 (a Wait
+	// ring) or 0 (a function ring, NewRingFunc).
+	newRing := func(sel ...byte) []byte { return cat(b(fzNewRing), sel, b(1)) }
+	newRingFunc := func(sel ...byte) []byte { return cat(b(fzNewRing), sel, b(0)) }
 
 	return [][]byte{
 		// A buffered file: write, read back, truncate, fallocate, punch,
@@ -957,6 +1003,15 @@ func fuzzAPISeeds() [][]byte {
 			open(1, rdwr|creat, 1), b(fzMkdir, 2, 1, fzVolSync, fzFsck, fzVolStat, 0, fzReadDir, 7),
 			b(fzRemove, 0, fzRename, 0, 1), newRing(5, 1, 0),
 			submit(0, sop(0, 0, 0, o0, l8(1))), wait(0, 0, 8), b(fzClose, 0, fzClose, 0, fzRingClose, 0)),
+		// A function ring: direct and buffered writes and reads, fsync,
+		// rejected ops, Wait (EINVAL) and Close with ops in flight.
+		cat(b(0), open(0, rdwr|creat|excl, 0), open(1, rdwr|creat|direct, 1),
+			newRingFunc(5, 3, 0), newRingFunc(0, 1),
+			submit(0, sop(1, 1, 0, o0, lBlocks(2)), sop(1, 0, 0, o16(100), l16(5000)),
+				sop(2, 1, 0, o0, l0), sop(0, 1, 2, o0, lBlocks(1))),
+			submit(0, sop(0, 0, 0, o0, l8(200)), sop(0, 1, 1, oNeg, l8(3))),
+			wait(0, 4, 8), submit(0, sop(1, 1, 3, oMis(1), lMis(2)), sop(0, 1, 0, oBlocks(1), lBlocks(1))),
+			b(fzRingClose, 0), submit(0, sop(0, 0, 0, o0, l8(1))), wait(0, 0, 8)),
 		// O_APPEND, O_TRUNC, O_SYNC, and writes larger than the volume
 		// (ENOSPC) on buffered and direct files.
 		cat(b(0x13), open(0, rdwr|creat|trunc|appnd, 0), write(0, l8(100), oHuge, 1),
