@@ -422,30 +422,20 @@ func (r ringResult) mibps() float64 {
 	return float64(r.bytes) / (1 << 20) / r.elapsed.Seconds()
 }
 
-// runRing keeps w.QueueDepth direct ops in flight on f for dur through a
-// Ring: every completion reaped is resubmitted at once (in one Submit per
-// Wait). Everything is set up before the clock starts; the loop allocates
-// nothing (ops, buffers, the batch, the completions, the random generator and
-// the latency histogram are reused).
-func runRing(ctx context.Context, v *aiodio.Volume, f *aiodio.File, w devbench.Workload, span int64, dur time.Duration, done *atomic.Int64) (ringResult, error) {
+// newRingOps makes the w.QueueDepth ops of a ring benchmark on f, each
+// with its own buffer of random bytes, and place, which sets op i's next
+// offset in [0, span): random block-aligned, or the next sequential block.
+// Nothing is allocated after this.
+func newRingOps(f *aiodio.File, w devbench.Workload, span int64) (ops []aiodio.Op, place func(i int), err error) {
 	qd, bs := w.QueueDepth, int64(w.BlockSize)
-	res := ringResult{hist: new(latHist)}
 	if span < bs*int64(qd) {
-		return res, fmt.Errorf("file of %d bytes too small for %d × %d", span, qd, bs)
+		return nil, nil, fmt.Errorf("file of %d bytes too small for %d × %d", span, qd, bs)
 	}
-	r, err := v.NewRing(qd)
-	if err != nil {
-		return res, err
-	}
-	defer r.Close()
 	code := aiodio.OpRead
 	if w.Write {
 		code = aiodio.OpWrite
 	}
-	ops := make([]aiodio.Op, qd)
-	starts := make([]time.Time, qd)
-	batch := make([]aiodio.Op, 0, qd)
-	comps := make([]aiodio.Completion, qd)
+	ops = make([]aiodio.Op, qd)
 	rng := rand.New(rand.NewPCG(uint64(bs), uint64(qd)))
 	for i := range ops {
 		buf := aiodio.AlignedBuffer(int(bs))
@@ -456,7 +446,7 @@ func runRing(ctx context.Context, v *aiodio.Volume, f *aiodio.File, w devbench.W
 	}
 	nblocks := span / bs
 	var seq int64
-	place := func(i int) {
+	place = func(i int) {
 		if w.Random {
 			ops[i].Off = rng.Int64N(nblocks) * bs
 		} else {
@@ -467,6 +457,29 @@ func runRing(ctx context.Context, v *aiodio.Volume, f *aiodio.File, w devbench.W
 			}
 		}
 	}
+	return ops, place, nil
+}
+
+// runRing keeps w.QueueDepth direct ops in flight on f for dur through a
+// Ring: every completion reaped is resubmitted at once (in one Submit per
+// Wait). Everything is set up before the clock starts; the loop allocates
+// nothing (ops, buffers, the batch, the completions, the random generator and
+// the latency histogram are reused).
+func runRing(ctx context.Context, v *aiodio.Volume, f *aiodio.File, w devbench.Workload, span int64, dur time.Duration, done *atomic.Int64) (ringResult, error) {
+	qd := w.QueueDepth
+	res := ringResult{hist: new(latHist)}
+	ops, place, err := newRingOps(f, w, span)
+	if err != nil {
+		return res, err
+	}
+	r, err := v.NewRing(qd)
+	if err != nil {
+		return res, err
+	}
+	defer r.Close()
+	starts := make([]time.Time, qd)
+	batch := make([]aiodio.Op, 0, qd)
+	comps := make([]aiodio.Completion, qd)
 	start := time.Now()
 	deadline := start.Add(dur)
 	for i := range ops {
@@ -532,38 +545,12 @@ func runRing(ctx context.Context, v *aiodio.Volume, f *aiodio.File, w devbench.W
 // thread, as fio resubmits each request it reaps. Nothing is allocated per
 // op.
 func runRingFunc(ctx context.Context, v *aiodio.Volume, f *aiodio.File, w devbench.Workload, span int64, dur time.Duration, done *atomic.Int64) (ringResult, error) {
-	qd, bs := w.QueueDepth, int64(w.BlockSize)
 	res := ringResult{hist: new(latHist)}
-	if span < bs*int64(qd) {
-		return res, fmt.Errorf("file of %d bytes too small for %d × %d", span, qd, bs)
+	ops, place, err := newRingOps(f, w, span)
+	if err != nil {
+		return res, err
 	}
-	code := aiodio.OpRead
-	if w.Write {
-		code = aiodio.OpWrite
-	}
-	ops := make([]aiodio.Op, qd)
-	starts := make([]time.Time, qd)
-	rng := rand.New(rand.NewPCG(uint64(bs), uint64(qd)))
-	for i := range ops {
-		buf := aiodio.AlignedBuffer(int(bs))
-		for k := range buf {
-			buf[k] = byte(rng.Uint32())
-		}
-		ops[i] = aiodio.Op{Code: code, File: f, Buf: buf, UserData: uint64(i)}
-	}
-	nblocks := span / bs
-	var seq int64
-	place := func(i int) {
-		if w.Random {
-			ops[i].Off = rng.Int64N(nblocks) * bs
-		} else {
-			ops[i].Off = seq
-			seq += bs
-			if seq+bs > span {
-				seq = 0
-			}
-		}
-	}
+	starts := make([]time.Time, w.QueueDepth)
 	// mu protects everything the function touches: it may run on several
 	// goroutines at once (see NewRingFunc).
 	var mu sync.Mutex
@@ -581,7 +568,7 @@ func runRingFunc(ctx context.Context, v *aiodio.Volume, f *aiodio.File, w devben
 			close(finished)
 		}
 	}
-	r, err := v.NewRingFunc(qd, func(c aiodio.Completion) {
+	r, err = v.NewRingFunc(w.QueueDepth, func(c aiodio.Completion) {
 		now := time.Now()
 		mu.Lock()
 		defer mu.Unlock()

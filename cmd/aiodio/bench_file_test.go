@@ -83,6 +83,7 @@ func TestBenchFileUsage(t *testing.T) {
 		{"bench", "file", "--unaligned-bs", "4096", "--dir", dir},
 		{"bench", "file", "--buffered-size", "1000", "--dir", dir},
 		{"bench", "file", "--engine", "bogus", "--dir", dir},
+		{"bench", "file", "--ring", "bogus", "--dir", dir},
 		{"bench", "file", "extra"},
 	} {
 		if code, _, _ := cli(t, args...); code != exitUsage {
@@ -94,9 +95,9 @@ func TestBenchFileUsage(t *testing.T) {
 	}
 }
 
-// TestRunRingAllocs: the benchmark's own loop allocates nothing per op
-// (asserted without -race; the engine's steady state is tested by the root
-// package).
+// TestRunRingAllocs: the benchmark's own loops (Wait ring and function
+// ring) allocate nothing per op (asserted without -race; the engine's
+// steady state is tested by the root package).
 func TestRunRingAllocs(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "v.img")
 	if err := aiodio.Mkfs(img, aiodio.MkfsOptions{Size: 16 << 20}); err != nil {
@@ -120,16 +121,22 @@ func TestRunRingAllocs(t *testing.T) {
 	// A cancellable context, as the CLI has (signal.NotifyContext).
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	for _, name := range []string{"randread-4k-qd32", "randwrite-4k-qd32"} {
+	loops := map[string]func(context.Context, *aiodio.Volume, *aiodio.File, devbench.Workload, int64, time.Duration, *atomic.Int64) (ringResult, error){
+		"wait": runRing, "func": runRingFunc,
+	}
+	for _, key := range []string{"wait/randread-4k-qd32", "wait/randwrite-4k-qd32", "func/randread-4k-qd32", "func/randwrite-4k-qd32"} {
+		mode, name, _ := strings.Cut(key, "/")
+		run := loops[mode]
 		w, _ := devbench.Lookup(name)
+		name = key
 		var done atomic.Int64
 		// Warm up (pools, the ring's goroutines), then measure.
-		if _, err := runRing(ctx, v, f, w, span, 100*time.Millisecond, &done); err != nil {
+		if _, err := run(ctx, v, f, w, span, 100*time.Millisecond, &done); err != nil {
 			t.Fatal(err)
 		}
 		var m0, m1 runtime.MemStats
 		runtime.ReadMemStats(&m0)
-		res, err := runRing(ctx, v, f, w, span, 300*time.Millisecond, &done)
+		res, err := run(ctx, v, f, w, span, 300*time.Millisecond, &done)
 		runtime.ReadMemStats(&m1)
 		if err != nil {
 			t.Fatal(err)
