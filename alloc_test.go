@@ -11,14 +11,7 @@ import (
 // read through a Ring (Submit + Wait) once warm; DESIGN §8 wants zero. The
 // RAM device completes on its own goroutines, whose allocations count too.
 func TestRingSteadyStateAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are meaningless under -race")
-	}
-	v := newMemVolume(t, 64<<20, Options{})
-	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT)
-	defer f.Close()
-	buf := AlignedBuffer(4096)
-	mustWrite(t, f, AlignedBuffer(1<<20), 0)
+	v, f, buf := allocTestFile(t)
 	r, err := v.NewRing(4)
 	if err != nil {
 		t.Fatal(err)
@@ -64,14 +57,7 @@ func TestRingSteadyStateAllocs(t *testing.T) {
 // ring (NewRingFunc): a direct overwrite and a read, each waited for through
 // the function, allocate nothing once warm.
 func TestRingFuncSteadyStateAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are meaningless under -race")
-	}
-	v := newMemVolume(t, 64<<20, Options{})
-	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT)
-	defer f.Close()
-	buf := AlignedBuffer(4096)
-	mustWrite(t, f, AlignedBuffer(1<<20), 0)
+	v, f, buf := allocTestFile(t)
 	done := make(chan Completion, 1)
 	r, err := v.NewRingFunc(4, func(c Completion) { done <- c })
 	if err != nil {
@@ -97,6 +83,21 @@ func TestRingFuncSteadyStateAllocs(t *testing.T) {
 	if allocs >= 1 {
 		t.Errorf("steady-state direct function-ring path allocates %.2f times per write+read pair", allocs)
 	}
+}
+
+// allocTestFile skips under -race (allocation counts are meaningless
+// there) and returns a RAM volume with a written 1 MiB direct file and a
+// 4 KiB aligned buffer; the file is closed when the test ends.
+func allocTestFile(t *testing.T) (*testVolume, *File, []byte) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	v := newMemVolume(t, 64<<20, Options{})
+	f := mustOpen(t, v.Volume, "f", os.O_RDWR|os.O_CREATE|syscall.O_DIRECT)
+	t.Cleanup(func() { f.Close() })
+	mustWrite(t, f, AlignedBuffer(1<<20), 0)
+	return v, f, AlignedBuffer(4096)
 }
 
 // BenchmarkRingDirect4K measures a 4 KiB direct overwrite + read through a
