@@ -310,7 +310,15 @@ func (q *Queue) reapEagerly() {
 		if !q.ring.ReapOne(q.handleFn) {
 			return
 		}
-		if n := q.ring.Unsubmitted(); n > 0 {
+		// Read the SQ tail under mu, which submitters hold when they
+		// publish: the tail's atomics order the SQEs' contents (and the
+		// caller's request state) before the kernel reads them, but they
+		// live in mmap'd memory, where the race detector sees no
+		// synchronization; mu makes that order visible to it too.
+		q.mu.Lock()
+		n := q.ring.Unsubmitted()
+		q.mu.Unlock()
+		if n > 0 {
 			_, errno := enter(q.ring.fd, n, 0, EnterGetevents)
 			switch errno {
 			case 0, syscall.EINTR, syscall.EAGAIN, syscall.EBUSY:
