@@ -84,11 +84,15 @@ and leaves the volume consistent (fsck clean).
     (touch, and what the kernel sends with a truncate) are accepted and
     leave the volume's own mtime, which it sets on every data change;
     explicit times (utimensat with a value, cp -p) fail with EOPNOTSUPP.
-  - Permission bits are recorded, not enforced (aiodio has one user); the
-    owner shown is the serving process's (Options.UID/GID to change).
+  - Permission bits are enforced by the kernel (default_permissions)
+    against the mode aiodio records; the owner shown is the serving
+    process's (Options.UID/GID to change).
   - close(2) (FUSE flush) does not write back: like a local filesystem,
-    data is durable after fsync, fdatasync, O_DSYNC/O_SYNC or syncfs; a
-    background writeback error is reported by the next fsync. fsync of a
+    data is durable after fsync, fdatasync or an O_DSYNC/O_SYNC write (a
+    failed sync fails that write); a background writeback error is
+    reported by the next fsync. syncfs(2) and sync(1) do not reach the
+    daemon (Linux sends FUSE_SYNCFS only to virtiofs): they make nothing
+    durable here. fsync of a
     directory commits the volume's metadata.
   - Changing O_DIRECT with fcntl(F_SETFL) after open is not seen by the
     daemon (FUSE does not forward it): the open's mode stays.

@@ -17,7 +17,9 @@ import (
 // fsync, remove — and checks each result, then unmounts, reopens the volume
 // with the Go API and finds the same data there (persistence), fsck clean.
 func TestFilesThroughMount(t *testing.T) {
-	m := mountVolume(t, aiodio.Options{}, Options{})
+	// No attribute caching: st_blocks is checked after write-back, which
+	// a cached getattr from before it would hide.
+	m := mountVolume(t, aiodio.Options{}, Options{AttrTimeout: -1})
 	if err := os.Mkdir(m.path("d"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ type handle struct {
 	file     *aiodio.File
 	direct   bool
 	writable bool
+	dsync    bool // opened O_DSYNC or O_SYNC: every write is synced
 }
 
 // newHandle registers a handle for vf, opened with the volume flags vflags.
@@ -28,6 +29,7 @@ func (fsys *filesystem) newHandle(vf *aiodio.File, ino uint64, vflags int) *hand
 		ino:      ino,
 		file:     vf,
 		direct:   vflags&syscall.O_DIRECT != 0,
+		dsync:    vflags&(syscall.O_DSYNC|syscall.O_SYNC) != 0,
 		writable: acc == os.O_WRONLY || acc == os.O_RDWR,
 	}
 	fsys.addHandle(h)

@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"slices"
@@ -351,7 +352,12 @@ func (n *node) Write(ctx context.Context, f gofs.FileHandle, data []byte, off in
 		(*hook)(h.direct)
 	}
 	nw, err := h.file.WriteAt(data, off)
-	if err != nil && nw == 0 {
+	// A short write reports its part (the retry of the rest gets the
+	// error), except where the error concerns bytes already counted: a
+	// full write whose O_DSYNC/O_SYNC sync failed, or any partial write on
+	// such a handle (its part was never synced). Those report the error,
+	// never a success that is not durable.
+	if err != nil && (nw == 0 || nw == len(data) || h.dsync) {
 		return 0, n.fsys.toErrno("write", err)
 	}
 	return uint32(nw), 0
@@ -492,6 +498,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	}
 	srcIno := fileStat(src).Ino
 	dst, derr := fsys.v.Stat(to)
+	if derr != nil && !errors.Is(derr, fs.ErrNotExist) {
+		return fsys.toErrno("rename", derr)
+	}
 	replaced := derr == nil
 	if replaced {
 		if flags&unix.RENAME_NOREPLACE != 0 {

@@ -113,6 +113,10 @@ func (fsys *filesystem) mountOptions(root *node) *gofs.Options {
 	if fsys.opts.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
 	}
+	// The adapter checks no permissions itself: let the kernel check the
+	// mode bits, or with AllowOther every local user could read and
+	// write every file.
+	mo.Options = append(mo.Options, "default_permissions")
 	return &gofs.Options{
 		MountOptions:    mo,
 		EntryTimeout:    &timeout,

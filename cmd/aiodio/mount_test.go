@@ -142,6 +142,9 @@ func TestMountSignal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Closed before startMount's cleanup waits for the command, which
+	// waits for this last user, should the test fail early.
+	t.Cleanup(func() { f.Close() })
 	if _, err := f.WriteString("still open"); err != nil {
 		t.Fatal(err)
 	}
