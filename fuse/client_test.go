@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aiodio/aiodio"
 	"github.com/aiodio/aiodio/check"
@@ -231,17 +232,17 @@ func TestNoStaleKernelCache(t *testing.T) {
 	releaseOnce := sync.OnceFunc(func() { close(release) })
 	defer func() { releaseOnce(); testHookWrite.Store(nil) }() // also when the test fails: unmount needs the write answered
 	lines, wait := runClient(t, "parked-write", m.dir)
-	if l := <-lines; l != "submitted" {
+	if l := recvWithin(t, lines, "the client's submission"); l != "submitted" {
 		t.Fatalf("client: %q", l)
 	}
-	<-arrived
+	recvWithin(t, arrived, "the direct write at the daemon")
 	got := make([]byte, len(old))
 	if _, err := bf.ReadAt(got, 0); err != nil {
 		t.Fatal(err)
 	}
 	mustEqual(t, "buffered read while the direct write is parked", got, old)
 	releaseOnce()
-	if l := <-lines; l != fmt.Sprintf("done %d <nil>", len(old)) {
+	if l := recvWithin(t, lines, "the client's completion"); l != fmt.Sprintf("done %d <nil>", len(old)) {
 		t.Fatalf("client: %q", l)
 	}
 	if err := wait(); err != nil {
@@ -261,3 +262,17 @@ func TestNoStaleKernelCache(t *testing.T) {
 type mountTarget struct{ *check.DirTarget }
 
 func (mountTarget) StalePageCacheEIO() bool { return false }
+
+// recvWithin receives from ch, failing the test (whose cleanups then
+// unmount) if nothing comes within a minute: a hang detector, not a timing
+// assertion.
+func recvWithin[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(time.Minute):
+		t.Fatalf("hang: no %s within a minute", what)
+		panic("unreachable")
+	}
+}

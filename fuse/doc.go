@@ -60,9 +60,9 @@ and leaves the volume consistent (fsck clean).
     kernel computes the end-of-file offset of an append under its inode
     lock and sends it, which keeps appends through the mount atomic.
   - Stable identity. Inode numbers are aiodio's (FileStat.Ino), so st_ino and
-    d_ino are stable across lookups, renames and remounts. The generation of
-    an inode number is bumped when the mount removes it, so a reused number
-    never aliases a removed file the kernel still holds.
+    d_ino are stable across lookups, renames and remounts. The volume never
+    reuses an inode number, so the generation is always 0 and a number never
+    aliases a removed file the kernel still holds.
   - Paths are consistent. The volume is addressed by path; each node keeps
     its parent and name. namespaceMu is held exclusive by the calls that
     change existing paths (unlink, rmdir, rename) from the volume call to the
@@ -116,8 +116,7 @@ and leaves the volume consistent (fsck clean).
 # Locks
 
 namespaceMu (RW; see above) → the volume's locks (aiodio's order). ptrMu
-protects every node's parent, name and removed fields and gens; it is a
-leaf. handlesMu protects the set of open handles; it is a leaf. go-fuse's
+protects every node's parent, name and removed fields; it is a leaf. handlesMu protects the set of open handles; it is a leaf. go-fuse's
 own locks are never held by this package when it calls the volume.
 */
 package fuse

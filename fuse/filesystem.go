@@ -33,12 +33,9 @@ type filesystem struct {
 	// volume lock.
 	namespaceMu sync.RWMutex
 
-	// ptrMu protects every node's parent, name and removed fields, and
-	// gens. A leaf: nothing is taken while it is held.
+	// ptrMu protects every node's parent, name and removed fields. A
+	// leaf: nothing is taken while it is held.
 	ptrMu sync.Mutex
-	// gens holds the generation of every inode number the mount removed
-	// (absent: 0), so that a reused number is a new kernel inode.
-	gens map[uint64]uint64
 
 	// handlesMu protects handles, the volume files open for kernel file
 	// handles (closed at unmount if the kernel never released them). A
@@ -59,7 +56,6 @@ func newFilesystem(v *aiodio.Volume, o Options) *filesystem {
 		uid:     o.UID,
 		gid:     o.GID,
 		bs:      v.BlockSize(),
-		gens:    make(map[uint64]uint64),
 		handles: make(map[*handle]struct{}),
 	}
 	fsys.log = newFilesystemLogger(o.Logger)
@@ -93,10 +89,6 @@ func (fsys *filesystem) rootIno() uint64 {
 	}
 	return fileStat(fi).Ino
 }
-
-// gen returns the current generation of ino.
-// REQUIRES: ptrMu held.
-func (fsys *filesystem) genLocked(ino uint64) uint64 { return fsys.gens[ino] }
 
 // fileStat returns fi's aiodio.FileStat (zero if fi is not from aiodio).
 func fileStat(fi fs.FileInfo) *aiodio.FileStat {

@@ -83,11 +83,10 @@ func (n *node) newChild(ctx context.Context, name string, fi fs.FileInfo, attr *
 	if fi.IsDir() {
 		mode = syscall.S_IFDIR
 	}
-	fsys.ptrMu.Lock()
-	gen := fsys.genLocked(ino)
-	fsys.ptrMu.Unlock()
 	child := &node{fsys: fsys, parent: n, name: name}
-	in := n.NewInode(ctx, child, gofs.StableAttr{Mode: mode, Ino: ino, Gen: gen})
+	// Generation 0: the volume never reuses an inode number
+	// (internal/meta), so a number always names the same file.
+	in := n.NewInode(ctx, child, gofs.StableAttr{Mode: mode, Ino: ino})
 	if c, ok := in.Operations().(*node); ok && c != child {
 		fsys.ptrMu.Lock()
 		c.parent, c.name = n, name
@@ -97,15 +96,13 @@ func (n *node) newChild(ctx context.Context, name string, fi fs.FileInfo, attr *
 }
 
 // forgetChild records that the volume removed name (inode ino) from n:
-// the inode number's generation moves on and the node, if the kernel
-// still holds it, is detached.
+// the node, if the kernel still holds it, is detached.
 // REQUIRES: fsys.namespaceMu held exclusive.
 func (n *node) forgetChild(name string, ino uint64) {
 	c := n.GetChild(name) // go-fuse's lock; not under ptrMu (a leaf)
 	fsys := n.fsys
 	fsys.ptrMu.Lock()
 	defer fsys.ptrMu.Unlock()
-	fsys.gens[ino]++
 	if c == nil || c.StableAttr().Ino != ino {
 		return
 	}
