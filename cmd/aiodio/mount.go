@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"syscall"
@@ -108,8 +109,11 @@ func serve(ctx context.Context, a *app, srv *fuse.Server) error {
 	signal.Notify(more, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(more)
 	err := srv.Unmount()
-	if err == nil {
-		return nil
+	var pe *fs.PathError
+	if err == nil || !errors.As(err, &pe) || pe.Op != "unmount" {
+		// Unmounted: nil, or the errors of closing files the kernel had
+		// not released (Wait's), which a lazy unmount would hide.
+		return err
 	}
 	a.log.Info("unmount failed; detaching lazily", "dir", srv.Dir(), "err", err)
 	if err := srv.UnmountLazy(); err != nil {
