@@ -159,7 +159,8 @@ truncate, fallocate and remove) → dio drain → block range locks → page
 locks (internal/pagecache) → metadata locks (internal/meta). The space
 reservation lock (reserve.go) sits just above the metadata locks (it reads
 meta.Stats while held). Volume.tabMu (the open-inode table) and the Ring and
-gate locks are leaves: nothing is taken while they are held, except
-pagecache's Open when an inode is created.
+gate locks are leaves: nothing is taken while they are held, except, when
+an inode is created, the metadata read lock (its size, read after any
+racing last Close finished) and pagecache's Open.
 */
 package aiodio

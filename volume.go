@@ -121,8 +121,9 @@ type Volume struct {
 	// removed between its lookup and its open.
 	nsMu sync.Mutex
 
-	// tabMu protects inodes and every inode's refs/closing fields. It is a
-	// leaf lock: nothing else is taken while it is held.
+	// tabMu protects inodes and every inode's refs/closing fields. Nothing
+	// else is taken while it is held, except, when an inode is created
+	// (getInodeLocked), the metadata read lock and pagecache's Open.
 	tabMu  sync.Mutex
 	inodes map[meta.Ino]*inode
 
