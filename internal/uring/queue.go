@@ -310,11 +310,16 @@ func (q *Queue) reapEagerly() {
 		if !q.ring.ReapOne(q.handleFn) {
 			return
 		}
-		// Read the SQ tail under mu, which submitters hold when they
-		// publish: the tail's atomics order the SQEs' contents (and the
-		// caller's request state) before the kernel reads them, but they
-		// live in mmap'd memory, where the race detector sees no
-		// synchronization; mu makes that order visible to it too.
+		if q.ring.Unsubmitted() == 0 {
+			continue
+		}
+		// Read the SQ tail again under mu, which submitters hold when
+		// they publish: the tail's atomics order the SQEs' contents (and
+		// the caller's request state) before the kernel reads them, but
+		// they live in mmap'd memory, where the race detector sees no
+		// synchronization; mu makes that order visible to it too. Only
+		// when there is something to submit: most completions of a
+		// goroutine-driven ring publish nothing.
 		q.mu.Lock()
 		n := q.ring.Unsubmitted()
 		q.mu.Unlock()
