@@ -71,9 +71,10 @@ func (n *node) childPath(name string) (string, syscall.Errno) {
 	return p + "/" + name, 0
 }
 
-// newChild returns the kernel inode for the child name of n whose
-// attributes are fi, filling attr. An inode already known for the same
-// inode number and generation is reused (and its location made current).
+// newChild returns a new kernel inode for the child name of n whose
+// attributes are fi, filling attr. When the kernel already knows the inode
+// number, go-fuse keeps the node it has (it looks it up after Lookup
+// returns), whose location moveChild and forgetChild keep current.
 // REQUIRES: fsys.namespaceMu held (either mode).
 func (n *node) newChild(ctx context.Context, name string, fi fs.FileInfo, attr *gofuse.Attr) *gofs.Inode {
 	fsys := n.fsys
@@ -86,13 +87,7 @@ func (n *node) newChild(ctx context.Context, name string, fi fs.FileInfo, attr *
 	child := &node{fsys: fsys, parent: n, name: name}
 	// Generation 0: the volume never reuses an inode number
 	// (internal/meta), so a number always names the same file.
-	in := n.NewInode(ctx, child, gofs.StableAttr{Mode: mode, Ino: ino})
-	if c, ok := in.Operations().(*node); ok && c != child {
-		fsys.ptrMu.Lock()
-		c.parent, c.name = n, name
-		fsys.ptrMu.Unlock()
-	}
-	return in
+	return n.NewInode(ctx, child, gofs.StableAttr{Mode: mode, Ino: ino})
 }
 
 // forgetChild records that the volume removed name (inode ino) from n:
