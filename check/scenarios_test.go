@@ -20,20 +20,27 @@ import (
 // sample the size, wait for the drain, then zero [sampled size, new size)
 // through the cache — fails it ("200 of 200 ... lost").
 func TestExtendTruncateRaceVolume(t *testing.T) {
+	raceOnVolumes(t, 3, ExtendTruncateRace, "completed extending writes lost to a truncate that raised the size")
+}
+
+// raceOnVolumes runs race 200 times on a poisoned sim volume (seed) with
+// each hole policy and fails if any iteration lost data (lostWhat says
+// what was lost).
+func raceOnVolumes(t *testing.T, seed int64, race func(context.Context, Target, int) (int, error), lostWhat string) {
 	for _, hp := range []aiodio.HolePolicy{aiodio.Unwritten, aiodio.BufferedFallback} {
 		t.Run(hp.String(), func(t *testing.T) {
-			d := newPoisonedSim(t, 3, 200*time.Microsecond, 0)
+			d := newPoisonedSim(t, seed, 200*time.Microsecond, 0)
 			tg, err := OpenVolumeSim(d, aiodio.Options{HolePolicy: hp}, sim.CrashOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			closeNow := closeAtEnd(t, tg)
-			lost, err := ExtendTruncateRace(context.Background(), tg, 200)
+			lost, err := race(context.Background(), tg, 200)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if lost != 0 {
-				t.Fatalf("%d of 200 completed extending writes lost to a truncate that raised the size", lost)
+				t.Fatalf("%d of 200 %s", lost, lostWhat)
 			}
 			closeNow()
 		})
@@ -47,22 +54,5 @@ func TestExtendTruncateRaceVolume(t *testing.T) {
 // Checked by hand: without the wait for direct I/O in flight in aiodio's
 // buffered write (inode.writeAt's DIO.Wait) it fails.
 func TestPageCollisionRaceVolume(t *testing.T) {
-	for _, hp := range []aiodio.HolePolicy{aiodio.Unwritten, aiodio.BufferedFallback} {
-		t.Run(hp.String(), func(t *testing.T) {
-			d := newPoisonedSim(t, 5, 200*time.Microsecond, 0)
-			tg, err := OpenVolumeSim(d, aiodio.Options{HolePolicy: hp}, sim.CrashOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			closeNow := closeAtEnd(t, tg)
-			lost, err := PageCollisionRace(context.Background(), tg, 200)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if lost != 0 {
-				t.Fatalf("%d of 200 direct writes lost bytes to a buffered write into the same page", lost)
-			}
-			closeNow()
-		})
-	}
+	raceOnVolumes(t, 5, PageCollisionRace, "direct writes lost bytes to a buffered write into the same page")
 }
